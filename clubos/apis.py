@@ -1,0 +1,127 @@
+"""Project-wide API endpoints: the health check and the token exchange."""
+
+import functools
+import importlib.metadata
+import logging
+import tomllib
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+logger = logging.getLogger(__name__)
+
+HEALTH_CACHE_TTL_S = 10
+
+
+@functools.cache
+def clubos_version() -> str:
+    """The installed package's version, else pyproject's (a source checkout is not installed)."""
+    try:
+        return importlib.metadata.version("clubos")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        with open(settings.BASE_DIR / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:
+        logger.warning("health: database check failed", exc_info=True)
+        return False
+
+
+def _cache_ok() -> bool:
+    # A key of our own, so concurrent checks never read each other's value. The Redis
+    # socket timeouts in settings bound how long this can take when Redis is down.
+    key = f"health:{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    try:
+        cache.set(key, token, HEALTH_CACHE_TTL_S)
+        ok = cache.get(key) == token
+        cache.delete(key)
+        return ok
+    except Exception:
+        logger.warning("health: cache check failed", exc_info=True)
+        return False
+
+
+HealthSerializer = inline_serializer(
+    name="Health",
+    fields={
+        "status": serializers.CharField(help_text="`ok`, or `error` when any part failed."),
+        "database": serializers.CharField(help_text="`ok` or `error`."),
+        "cache": serializers.CharField(help_text="`ok` or `error`."),
+        "version": serializers.CharField(),
+    },
+)
+
+
+class HealthApi(APIView):
+    """Liveness for load balancers and monitors: no login, no secrets in the answer."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="health",
+        summary="Health of the database and the cache",
+        auth=[],
+        responses={
+            200: OpenApiResponse(HealthSerializer, description="Everything works."),
+            503: OpenApiResponse(HealthSerializer, description="The database or the cache failed."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        parts = {
+            "database": "ok" if _database_ok() else "error",
+            "cache": "ok" if _cache_ok() else "error",
+        }
+        healthy = all(value == "ok" for value in parts.values())
+        body = {"status": "ok" if healthy else "error", **parts, "version": clubos_version()}
+        return Response(
+            body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+
+
+class TokenApi(ObtainAuthToken):
+    """Username and password in, the user's API token out (created on first use)."""
+
+    # No session authentication here: a browser's session cookie must not make this
+    # endpoint demand a CSRF token from a script that only has credentials.
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="auth_token_create",
+        summary="Exchange a username and password for an API token",
+        auth=[],
+        request=inline_serializer(
+            name="TokenRequest",
+            fields={
+                "username": serializers.CharField(),
+                "password": serializers.CharField(style={"input_type": "password"}),
+            },
+        ),
+        responses={
+            200: inline_serializer(name="TokenResponse", fields={"token": serializers.CharField()}),
+            400: OpenApiResponse(description="Missing fields or wrong username/password."),
+        },
+    )
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().post(request, *args, **kwargs)

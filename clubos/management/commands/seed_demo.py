@@ -1,0 +1,54 @@
+"""Create a demo login (printed) and a few answered requests, so a fresh install has something to show."""
+
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from requestlogs.models import Channel, RequestLog
+from requestlogs.services import request_submit
+
+DEMO_REQUESTS = [
+    ("TrackMan frozen in bay 3", "auto", "Bedford"),
+    ("Customer locked out, door code 4471 not working", "auto", "Dartmouth"),
+    ("Need a friendly reply to a 3-star Google review about slow check-in", "auto", "Halifax"),
+    ("Projector in bay 2 shows no image", "tech", "Bedford"),
+    ("How much is a monthly membership?", "auto", "Truro"),
+    ("Customer wants a refund for a booking cancelled by the storm", "booking", "Halifax"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create (or reset) the demo login and some demo requests, and print the login."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--password", default=None, help="default: a new random one")
+
+    def handle(self, *args: Any, username: str, password: str | None, **options: Any) -> None:
+        password = password or secrets.token_urlsafe(9)
+        User = get_user_model()
+        with transaction.atomic():
+            user, _ = User.objects.get_or_create(username=username)
+            user.is_staff = True
+            user.is_superuser = True
+            user.first_name = user.first_name or "Demo"
+            user.set_password(password)
+            user.save()
+            admin_group = Group.objects.filter(name="admin").first()
+            if admin_group is not None:
+                user.groups.add(admin_group)
+        if not RequestLog.objects.filter(user=user).exists():
+            for text, route, location in DEMO_REQUESTS:
+                request_submit(text=text, route=route, location=location, user=user, channel=Channel.WEB)
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\n  ClubOS demo login\n"
+                f"    URL:      http://127.0.0.1:8000/\n"
+                f"    username: {username}\n"
+                f"    password: {password}\n"
+            )
+        )

@@ -1,0 +1,67 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class RoutingStrategy(models.TextChoices):
+    HYBRID = "hybrid", "Hybrid: rules, then local classifier, LLM only when unsure"
+    LOCAL = "local", "Local classifier (no network)"
+    RULES = "rules", "Keyword rules"
+    LLM = "llm", "LLM router (the old way: one extra model call)"
+
+
+class SystemConfig(models.Model):
+    """The single row of system-wide settings; read through ``system_config_get()``."""
+
+    SINGLETON_PK = 1
+
+    routing_strategy = models.CharField(
+        max_length=16,
+        choices=RoutingStrategy.choices,
+        default=RoutingStrategy.LLM,
+        help_text="How a request with route 'Auto' is routed.",
+    )
+    confidence_threshold = models.FloatField(
+        default=0.6,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Below this confidence a routing decision is treated as unsure.",
+    )
+    llm_routing_enabled = models.BooleanField(
+        default=True, help_text="Allow the LLM router to be asked when other strategies are unsure."
+    )
+    llm_routing_model = models.CharField(max_length=100, default="gpt-4.1-mini")
+    default_route_slug = models.SlugField(
+        max_length=50,
+        default="brand",
+        help_text="The route used when no strategy can decide.",
+    )
+    default_assistant_model = models.CharField(
+        max_length=100, default="gpt-4.1-mini", help_text="Used by routes with no model of their own."
+    )
+    assistant_timeout_s = models.FloatField(
+        "assistant timeout (s)",
+        default=15.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(120.0)],
+        help_text="Deadline for the whole assistant call, retries included.",
+    )
+    assistant_retries = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(3)],
+        help_text="Retries on 429, 5xx or timeout, within the deadline.",
+    )
+    response_cache_enabled = models.BooleanField(default=False)
+    response_cache_ttl_s = models.PositiveIntegerField("response cache TTL (s)", default=3600)
+    slack_webhook_url = models.URLField(
+        blank=True, help_text="Incoming-webhook URL; empty uses SLACK_WEBHOOK_URL from the environment."
+    )
+    slack_on_emergency = models.BooleanField(default=True)
+    slack_on_failure = models.BooleanField(default=True)
+    slack_on_negative_feedback = models.BooleanField(default=True)
+    slack_on_escalation = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "system configuration"
+        verbose_name_plural = "system configuration"
+
+    def __str__(self) -> str:
+        return "System configuration"

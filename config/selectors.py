@@ -1,0 +1,70 @@
+"""Cached reads of the system configuration.
+
+The request path never queries the database for config when the cache is warm. The
+cached value is a plain frozen dataclass (cheap to unpickle, impossible to save by
+mistake). A cache outage falls back to the database: config must never be the reason a
+request fails.
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from config.models import SystemConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIG_CACHE_KEY = "config:system:v1"
+CONFIG_CACHE_TTL_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSnapshot:
+    routing_strategy: str
+    confidence_threshold: float
+    llm_routing_enabled: bool
+    llm_routing_model: str
+    default_route_slug: str
+    default_assistant_model: str
+    assistant_timeout_s: float
+    assistant_retries: int
+    response_cache_enabled: bool
+    response_cache_ttl_s: int
+    slack_webhook_url: str
+    slack_on_emergency: bool
+    slack_on_failure: bool
+    slack_on_negative_feedback: bool
+    slack_on_escalation: bool
+
+    @classmethod
+    def from_model(cls, row: SystemConfig) -> "ConfigSnapshot":
+        values = {f.name: getattr(row, f.name) for f in dataclasses.fields(cls)}
+        if not values["slack_webhook_url"]:
+            values["slack_webhook_url"] = settings.SLACK_WEBHOOK_URL
+        return cls(**values)
+
+
+def system_config_load() -> SystemConfig:
+    """The config row from the database, created with defaults if it is missing."""
+    row, _ = SystemConfig.objects.get_or_create(pk=SystemConfig.SINGLETON_PK)
+    return row
+
+
+def system_config_get() -> ConfigSnapshot:
+    """The current system configuration: Redis (60 s, invalidated on save), else the database."""
+    try:
+        cached = cache.get(CONFIG_CACHE_KEY)
+    except Exception:
+        logger.warning("config cache unavailable; reading the database", exc_info=True)
+        return ConfigSnapshot.from_model(system_config_load())
+    if isinstance(cached, ConfigSnapshot):
+        return cached
+    snapshot = ConfigSnapshot.from_model(system_config_load())
+    try:
+        cache.set(CONFIG_CACHE_KEY, snapshot, CONFIG_CACHE_TTL_S)
+    except Exception:
+        logger.warning("config cache unavailable; not caching", exc_info=True)
+    return snapshot

@@ -1,0 +1,36 @@
+"""Writes to the system configuration. Every change invalidates the cached copy."""
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+
+from config.models import SystemConfig
+from config.selectors import CONFIG_CACHE_KEY, system_config_load
+
+logger = logging.getLogger(__name__)
+
+
+def system_config_invalidate() -> None:
+    """Drop the cached config so the next request on every worker reads the new row."""
+    try:
+        cache.delete(CONFIG_CACHE_KEY)
+    except Exception:
+        # With the cache down there is nothing stale to serve: readers go to the database.
+        logger.warning("config cache unavailable; could not invalidate", exc_info=True)
+
+
+@transaction.atomic
+def system_config_update(*, config: SystemConfig | None = None, **changes: Any) -> SystemConfig:
+    """Apply ``changes`` to the config row (or save ``config`` as edited), validated."""
+    row = config if config is not None else system_config_load()
+    for field, value in changes.items():
+        if not hasattr(row, field):
+            raise TypeError(f"SystemConfig has no field {field!r}")
+        setattr(row, field, value)
+    row.pk = SystemConfig.SINGLETON_PK
+    row.full_clean()
+    row.save()
+    transaction.on_commit(system_config_invalidate)
+    return row

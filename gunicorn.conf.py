@@ -1,0 +1,40 @@
+"""gunicorn settings for ClubOS. Override any of them with GUNICORN_* environment variables."""
+
+import multiprocessing
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+wsgi_app = "clubos.wsgi:application"
+# Requests spend almost all their time waiting on the upstream model: threads carry
+# that wait cheaply, processes use the cores.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))
+# A streamed answer may take the whole assistant deadline (15 s) plus routing.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+preload_app = False
+
+
+def when_ready(server: object) -> None:
+    """Rows a killed worker left 'received' are marked 'abandoned' whenever the server starts."""
+    import django
+
+    django.setup()
+    from requestlogs.services import request_logs_mark_abandoned
+
+    try:
+        request_logs_mark_abandoned()
+    except Exception as exc:  # The server must start even if the database is still coming up.
+        print(f"clubos: could not sweep abandoned requests: {exc}")
+
+
+def post_worker_init(worker: object) -> None:
+    """Build the OpenAI client and warm caches before the first request arrives."""
+    from clubos.warmup import warm_up
+
+    warm_up()

@@ -1,0 +1,266 @@
+"""The request log in the admin: read-only history, fast on a table with millions of rows.
+
+Rows are written only by the request pipeline; the admin can read them, filter them and
+(superusers only) delete them. Nothing here edits a logged request.
+"""
+
+from functools import cached_property
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from requestlogs.models import RequestLog, RequestStatus
+from routing.services import route_utterance_add
+
+SHORT_TEXT_CHARS = 80
+
+# Colours that read on both the light and the dark admin theme.
+STATUS_COLOURS: dict[str, str] = {
+    RequestStatus.RECEIVED: "#6b7280",
+    RequestStatus.OK: "#15803d",
+    RequestStatus.CACHED: "#0e7490",
+    RequestStatus.TIMEOUT: "#c2410c",
+    RequestStatus.ERROR: "#b91c1c",
+    RequestStatus.ESCALATED: "#7e22ce",
+    RequestStatus.ABANDONED: "#6b7280",
+}
+
+# Below this many rows an exact COUNT(*) is cheap, and the planner's estimate of a small or
+# never-analysed table is unreliable.
+ESTIMATE_COUNT_FROM_ROWS = 100_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """Counts an unfiltered PostgreSQL list from the planner's statistics.
+
+    COUNT(*) over millions of rows is the slowest part of an unfiltered changelist and
+    the exact figure buys nothing; filtered lists are counted exactly. An estimate can be
+    a little off, which only matters on the very last page.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        qs = self.object_list
+        if isinstance(qs, QuerySet) and not qs.query.where:
+            connection = connections[qs.db]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                        [connection.ops.quote_name(qs.model._meta.db_table)],
+                    )
+                    row = cursor.fetchone()
+                if row and row[0] >= ESTIMATE_COUNT_FROM_ROWS:
+                    return int(row[0])
+        return super().count
+
+
+class FeedbackFilter(admin.SimpleListFilter):
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("helpful", "Helpful"), ("not_helpful", "Not helpful"), ("none", "No feedback")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[RequestLog]
+    ) -> QuerySet[RequestLog]:
+        match self.value():
+            case "helpful":
+                return queryset.filter(feedback_helpful=True)
+            case "not_helpful":
+                # Matches the partial index on negative feedback.
+                return queryset.filter(feedback_helpful=False)
+            case "none":
+                return queryset.filter(feedback_helpful__isnull=True)
+        return queryset
+
+
+def _ms(value: float | None, decimals: int) -> str | None:
+    return None if value is None else f"{value:,.{decimals}f} ms"
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "short_text",
+        "location",
+        "user",
+        "route",
+        "routing_source",
+        "confidence_pct",
+        "status_badge",
+        "cached",
+        "feedback",
+        "routing_time",
+        "ttft_time",
+        "assistant_time",
+        "total_time",
+    )
+    list_display_links = ("created_at", "short_text")
+    list_filter = (
+        "route",
+        "status",
+        "routing_source",
+        "cached",
+        FeedbackFilter,
+        "escalated",
+        "channel",
+    )
+    list_select_related = ("route", "user")
+    date_hierarchy = "created_at"
+    search_fields = ("text", "location", "answer")
+    search_help_text = "Searches the request text, location and answer."
+    ordering = ("-created_at",)
+    list_per_page = 50
+    # The second COUNT(*) (of the unfiltered table) is pure cost on a big log.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    actions = ("add_to_route_examples",)
+
+    fieldsets = (
+        (
+            "Request",
+            {
+                "fields": (
+                    "id",
+                    "created_at",
+                    "finished_at",
+                    "user",
+                    "channel",
+                    "location",
+                    "requested_route",
+                    "text",
+                )
+            },
+        ),
+        ("Routing", {"fields": ("route", "routing_source", "confidence_pct")}),
+        (
+            "Answer",
+            {
+                "fields": (
+                    "status_badge",
+                    "answer",
+                    "error",
+                    "cached",
+                    "backend",
+                    "model",
+                    "tokens_in",
+                    "tokens_out",
+                    "upstream_calls",
+                )
+            },
+        ),
+        ("Timings", {"fields": ("routing_time", "ttft_time", "assistant_time", "total_time")}),
+        (
+            "Feedback & escalation",
+            {
+                "fields": (
+                    "feedback_text",
+                    "feedback_comment",
+                    "feedback_at",
+                    "escalated",
+                    "escalated_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        *(f.name for f in RequestLog._meta.fields),
+        "confidence_pct",
+        "status_badge",
+        "routing_time",
+        "ttft_time",
+        "assistant_time",
+        "total_time",
+        "feedback_text",
+    )
+
+    # --- Read-only: the pipeline writes these rows, people only read them ------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        # Deleting history is a data-retention decision, not a staff task.
+        return request.user.is_active and request.user.is_superuser
+
+    def has_relabel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("routing.change_route")
+
+    # --- Columns --------------------------------------------------------------------------
+
+    @admin.display(description="text")
+    def short_text(self, obj: RequestLog) -> SafeString:
+        text = " ".join(obj.text.split())
+        short = text if len(text) <= SHORT_TEXT_CHARS else text[: SHORT_TEXT_CHARS - 1] + "…"
+        return format_html('<span title="{}">{}</span>', text[:1000], short)
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_pct(self, obj: RequestLog) -> str | None:
+        return None if obj.confidence is None else f"{obj.confidence:.0%}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: RequestLog) -> SafeString:
+        colour = STATUS_COLOURS.get(obj.status, "inherit")
+        return format_html(
+            '<strong style="color: {}">{}</strong>', colour, obj.get_status_display()
+        )
+
+    @admin.display(description="helpful", boolean=True, ordering="feedback_helpful")
+    def feedback(self, obj: RequestLog) -> bool | None:
+        return obj.feedback_helpful
+
+    @admin.display(description="feedback")
+    def feedback_text(self, obj: RequestLog) -> str:
+        if obj.feedback_helpful is None:
+            return "No feedback"
+        return "Helpful" if obj.feedback_helpful else "Not helpful"
+
+    # Routing is sub-millisecond for rules and local, so it keeps one decimal.
+    @admin.display(description="routing", ordering="routing_ms")
+    def routing_time(self, obj: RequestLog) -> str | None:
+        return _ms(obj.routing_ms, 1)
+
+    @admin.display(description="TTFT", ordering="ttft_ms")
+    def ttft_time(self, obj: RequestLog) -> str | None:
+        return _ms(obj.ttft_ms, 0)
+
+    @admin.display(description="assistant", ordering="assistant_ms")
+    def assistant_time(self, obj: RequestLog) -> str | None:
+        return _ms(obj.assistant_ms, 0)
+
+    @admin.display(description="total", ordering="total_ms")
+    def total_time(self, obj: RequestLog) -> str | None:
+        return _ms(obj.total_ms, 0)
+
+    # --- Actions --------------------------------------------------------------------------
+
+    @admin.action(
+        description="Add the request text to its route's example utterances",
+        permissions=["relabel"],
+    )
+    def add_to_route_examples(self, request: HttpRequest, queryset: QuerySet[RequestLog]) -> None:
+        # Only for requests that were answered well by the route they went to: the text
+        # becomes training data for the router.
+        added = skipped = 0
+        for log in queryset.select_related("route"):
+            if log.route is not None and route_utterance_add(route=log.route, text=log.text):
+                added += 1
+            else:
+                skipped += 1
+        level = messages.SUCCESS if added else messages.WARNING
+        self.message_user(
+            request,
+            f"{added} example(s) added; {skipped} skipped (no route, or already an example).",
+            level,
+        )

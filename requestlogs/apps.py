@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RequestlogsConfig(AppConfig):
+    name = "requestlogs"
+    verbose_name = "Request logs"

@@ -1,0 +1,92 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    OK = "ok", "OK"
+    CACHED = "cached", "Cached"
+    TIMEOUT = "timeout", "Timeout"
+    ERROR = "error", "Error"
+    ESCALATED = "escalated", "Escalated"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class RoutingSource(models.TextChoices):
+    MANUAL = "manual", "Chosen by the person"
+    RULES = "rules", "Keyword rules"
+    LOCAL = "local", "Local classifier"
+    LLM = "llm", "LLM router"
+    DEFAULT = "default", "Default route"
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web console"
+    API = "api", "API"
+
+
+class RequestLog(models.Model):
+    """One durable row per accepted request, inserted before any routing work."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="request_logs",
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.API)
+    location = models.CharField(max_length=100, blank=True)
+    text = models.TextField()
+    requested_route = models.CharField(
+        max_length=50, default="auto", help_text="What the person asked for: 'auto' or a slug."
+    )
+    route = models.ForeignKey(
+        "routing.Route", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    routing_source = models.CharField(max_length=8, choices=RoutingSource.choices, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    status = models.CharField(
+        max_length=10, choices=RequestStatus.choices, default=RequestStatus.RECEIVED
+    )
+    answer = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="What went wrong, for staff and admins.")
+    backend = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    tokens_in = models.PositiveIntegerField(null=True, blank=True)
+    tokens_out = models.PositiveIntegerField(null=True, blank=True)
+    upstream_calls = models.PositiveSmallIntegerField(
+        default=0, help_text="Model calls this request made: routing and assistant, retries included."
+    )
+    cached = models.BooleanField(default=False)
+    escalated = models.BooleanField(default=False)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    feedback_helpful = models.BooleanField(null=True, blank=True)
+    feedback_comment = models.TextField(blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
+    routing_ms = models.FloatField(null=True, blank=True)
+    ttft_ms = models.FloatField(null=True, blank=True)
+    assistant_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["route", "created_at"], name="reqlog_route_time"),
+            models.Index(fields=["status", "created_at"], name="reqlog_status_time"),
+            models.Index(fields=["user", "created_at"], name="reqlog_user_time"),
+            models.Index(fields=["routing_source", "created_at"], name="reqlog_source_time"),
+            models.Index(
+                fields=["created_at"],
+                name="reqlog_negative_feedback",
+                condition=models.Q(feedback_helpful=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.text[:60]}"

@@ -1,0 +1,395 @@
+"""One request end to end, and the other writes to the request log.
+
+The lifecycle (DESIGN.md): validate -> config (cached) -> insert the log row, committed
+at once -> route -> response cache -> assistant, streamed -> update the row. Two small
+writes per request; nothing fire-and-forget. Whatever happens after the insert - an
+upstream failure, the client going away - ends with the row in a final status.
+"""
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from assistants.backends import AssistantError, Completion, FailureKind, TextDelta
+from assistants.backends.offline import knowledge_best
+from assistants.services import AssistantCall, response_cache_get, response_cache_put
+from config.selectors import ConfigSnapshot, system_config_get
+from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
+from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
+from routing.router import AUTO, route_decide
+from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
+from routing.strategies import RouteDecision
+
+logger = logging.getLogger(__name__)
+
+TEXT_MAX_CHARS = 4000
+LOCATION_MAX_CHARS = 100
+COMMENT_MAX_CHARS = 2000
+SLACK_WAIT_S = 2.0
+
+
+# --- Events a request produces while it runs -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChosen:
+    log: RequestLog
+    decision: RouteDecision
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    """The row is final. ``failed`` when the assistant could not answer (status timeout/error)."""
+
+    log: RequestLog
+    failed: bool = False
+
+
+PipelineEvent = RouteChosen | AnswerDelta | RequestDone
+
+
+# --- Validation -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInput:
+    text: str
+    route: str
+    location: str
+    user: AbstractBaseUser | None
+    channel: str
+    config: ConfigSnapshot
+    catalog: RouteCatalog
+    started: float = field(default_factory=time.perf_counter)
+
+
+def request_validate(
+    *,
+    text: Any,
+    route: Any = AUTO,
+    location: Any = "",
+    user: AbstractBaseUser | AnonymousUser | None,
+    channel: str = Channel.API,
+    started: float | None = None,
+) -> RequestInput:
+    """Check a request before anything is written; raises ValidationError with a message per field."""
+    started = time.perf_counter() if started is None else started
+    errors: dict[str, list[str]] = {}
+    clean_text = text.strip() if isinstance(text, str) else None
+    if clean_text is None:
+        errors["text"] = ["Describe what is going on (text is required)."]
+    elif not clean_text:
+        errors["text"] = ["Describe what is going on: the text is empty."]
+    elif len(clean_text) > TEXT_MAX_CHARS:
+        errors["text"] = [f"Keep it under {TEXT_MAX_CHARS} characters (this is {len(clean_text)})."]
+
+    config = system_config_get()
+    catalog = route_catalog_get()
+    clean_route = (route if isinstance(route, str) else "").strip().lower() or AUTO
+    if route is not None and not isinstance(route, str):
+        errors["route"] = ["Route must be 'auto' or a route's slug."]
+    elif clean_route != AUTO:
+        chosen = catalog.get(clean_route)
+        if chosen is None or not chosen.enabled:
+            choices = ", ".join(["auto", *(r.slug for r in catalog.enabled)])
+            errors["route"] = [f"Unknown or disabled route {clean_route!r}. Choose one of: {choices}."]
+
+    if location is None:
+        location = ""
+    if not isinstance(location, str):
+        errors["location"] = ["Location must be text."]
+        location = ""
+    clean_location = " ".join(location.split())
+    if len(clean_location) > LOCATION_MAX_CHARS:
+        errors["location"] = [f"Keep the location under {LOCATION_MAX_CHARS} characters."]
+
+    if errors:
+        raise ValidationError(errors)
+    assert clean_text is not None
+    return RequestInput(
+        text=clean_text,
+        route=clean_route,
+        location=clean_location,
+        user=user if user is not None and user.is_authenticated else None,
+        channel=channel,
+        config=config,
+        catalog=catalog,
+        started=started,
+    )
+
+
+# --- The pipeline ---------------------------------------------------------------------
+
+
+def request_log_create(*, request: RequestInput) -> RequestLog:
+    """Insert the row, status ``received``, committed at once (the first of two writes).
+
+    A single INSERT in autocommit mode: durable before any routing or model work starts.
+    """
+    return RequestLog.objects.create(
+        created_at=timezone.now(),
+        user=request.user,
+        channel=request.channel,
+        location=request.location,
+        text=request.text,
+        requested_route=request.route,
+    )
+
+
+def _elapsed_ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> str:
+    """What the person sees when the model fails: what happened, and what to do now."""
+    if exc.kind is FailureKind.TIMEOUT:
+        head = "The assistant did not answer in time."
+    elif exc.kind is FailureKind.UNAVAILABLE:
+        head = "The assistant is unavailable right now."
+    else:
+        head = "The assistant could not answer just now."
+    lines = [head + " A manager has been alerted; you can also press Escalate."]
+    procedures = knowledge_best(route.knowledge, text)
+    if procedures:
+        lines.append("Meanwhile, the standard procedure on file:")
+        lines += [f"**{p.title}**\n{p.body.strip()}" for p in procedures]
+    return "\n\n".join(lines)
+
+
+def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[PipelineEvent]:
+    """Route and answer a logged request, yielding events as they happen.
+
+    The row is finished in every case, including the consumer closing this generator
+    early (the client went away): then it is marked ``abandoned`` with what was said.
+    """
+    config = request.config
+    alerts: list[Future[bool] | None] = []
+    fields: dict[str, Any] = {}
+    answer_parts: list[str] = []
+    done = False
+    try:
+        decision = route_decide(
+            text=request.text, requested=request.route, catalog=request.catalog, config=config
+        )
+        route = decision.route
+        fields.update(
+            route_id=route.id,
+            routing_source=decision.source,
+            confidence=round(decision.confidence, 4),
+            routing_ms=round(decision.elapsed_ms, 3),
+            upstream_calls=decision.upstream_calls,
+        )
+        log.route_id = route.id
+        if route.is_emergency:
+            alerts.append(_alert(AlertKind.EMERGENCY, log, fields, config, route))
+        yield RouteChosen(log=log, decision=decision)
+
+        if route.is_emergency and route.safety_preamble:
+            preamble = route.safety_preamble.strip() + "\n\n"
+            answer_parts.append(preamble)
+            yield AnswerDelta(preamble)
+
+        call = AssistantCall(
+            text=request.text, location=request.location, route=route, config=config
+        )
+        fields.update(backend=call.backend_name, model=call.model)
+        assistant_started = time.perf_counter()
+        hit = response_cache_get(call=call)
+        try:
+            if hit is not None:
+                completion = hit
+                fields.update(ttft_ms=_elapsed_ms(request.started), cached=True)
+                answer_parts.append(hit.text)
+                yield AnswerDelta(hit.text)
+                status = RequestStatus.CACHED
+            else:
+                completion = None
+                for event in call:
+                    if isinstance(event, TextDelta):
+                        if "ttft_ms" not in fields:
+                            fields["ttft_ms"] = _elapsed_ms(request.started)
+                        answer_parts.append(event.text)
+                        yield AnswerDelta(event.text)
+                    elif isinstance(event, Completion):
+                        completion = event
+                assert completion is not None
+                response_cache_put(call=call, completion=completion)
+                status = RequestStatus.OK
+        except AssistantError as exc:
+            fields["upstream_calls"] += call.upstream_calls
+            fields.update(
+                assistant_ms=_elapsed_ms(assistant_started),
+                error=f"{exc.kind}: {exc}",
+                status=RequestStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else RequestStatus.ERROR,
+            )
+            message = _failure_message(route, exc, request.text)
+            if answer_parts and not answer_parts[-1].endswith("\n"):
+                message = "\n\n" + message
+            answer_parts.append(message)
+            yield AnswerDelta(message)
+            alerts.append(_alert(AlertKind.FAILURE, log, fields, config, route, detail=str(exc)))
+            fields["answer"] = "".join(answer_parts)
+            done = True
+            _finish(log, fields, request.started)
+            yield RequestDone(log=log, failed=True)
+            return
+        fields["upstream_calls"] += call.upstream_calls
+        fields.update(
+            status=status,
+            answer="".join(answer_parts),
+            model=completion.model,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            assistant_ms=_elapsed_ms(assistant_started),
+        )
+        done = True
+        _finish(log, fields, request.started)
+        yield RequestDone(log=log)
+    except GeneratorExit:
+        if not done:
+            fields.update(
+                status=RequestStatus.ABANDONED,
+                answer="".join(answer_parts),
+                error="the client went away before the answer was complete",
+            )
+            _finish(log, fields, request.started)
+        raise
+    except Exception as exc:
+        if not done:
+            logger.exception("request %s failed", log.pk)
+            fields.update(
+                status=RequestStatus.ERROR,
+                answer="".join(answer_parts),
+                error=f"internal error: {type(exc).__name__}: {exc}",
+            )
+            _finish(log, fields, request.started)
+        raise
+    finally:
+        slack_alerts_wait(alerts, timeout_s=SLACK_WAIT_S)
+
+
+def _alert(
+    kind: AlertKind,
+    log: RequestLog,
+    fields: dict[str, Any],
+    config: ConfigSnapshot,
+    route: RouteSnapshot,
+    detail: str = "",
+) -> Future[bool] | None:
+    # The notifier reads the log's fields in this thread; give it what we know so far.
+    for name, value in fields.items():
+        setattr(log, name, value)
+    return slack_alert_submit(kind=kind, log=log, config=config, detail=detail)
+
+
+def _finish(log: RequestLog, fields: dict[str, Any], started: float) -> None:
+    """The second write: one UPDATE with everything the request learnt."""
+    fields["total_ms"] = _elapsed_ms(started)
+    fields["finished_at"] = timezone.now()
+    RequestLog.objects.filter(pk=log.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(log, name, value)
+
+
+def request_submit(
+    *,
+    text: Any,
+    route: Any = AUTO,
+    location: Any = "",
+    user: AbstractBaseUser | AnonymousUser | None,
+    channel: str = Channel.API,
+) -> RequestLog:
+    """Validate, log and answer one request without streaming; returns the final row."""
+    request = request_validate(text=text, route=route, location=location, user=user, channel=channel)
+    log = request_log_create(request=request)
+    final = log
+    for event in request_process(request=request, log=log):
+        if isinstance(event, RequestDone):
+            final = event.log
+    return final
+
+
+# --- After the answer -----------------------------------------------------------------
+
+
+@transaction.atomic
+def request_feedback_set(
+    *, log: RequestLog, helpful: bool, comment: str = "", config: ConfigSnapshot | None = None
+) -> RequestLog:
+    comment = (comment or "").strip()
+    if len(comment) > COMMENT_MAX_CHARS:
+        raise ValidationError({"comment": [f"Keep the comment under {COMMENT_MAX_CHARS} characters."]})
+    log.feedback_helpful = helpful
+    log.feedback_comment = comment
+    log.feedback_at = timezone.now()
+    log.save(update_fields=["feedback_helpful", "feedback_comment", "feedback_at"])
+    if not helpful:
+        config = config or system_config_get()
+        transaction.on_commit(
+            lambda: slack_alerts_wait(
+                [slack_alert_submit(kind=AlertKind.NEGATIVE_FEEDBACK, log=log, config=config, detail=comment)],
+                timeout_s=SLACK_WAIT_S,
+            )
+        )
+    return log
+
+
+@transaction.atomic
+def request_escalate(*, log: RequestLog, note: str = "") -> RequestLog:
+    """Hand a request to a human: status ``escalated`` and a Slack alert, once."""
+    if log.escalated:
+        return log
+    log.escalated = True
+    log.escalated_at = timezone.now()
+    log.status = RequestStatus.ESCALATED
+    log.save(update_fields=["escalated", "escalated_at", "status"])
+    config = system_config_get()
+    transaction.on_commit(
+        lambda: slack_alerts_wait(
+            [slack_alert_submit(kind=AlertKind.ESCALATION, log=log, config=config, detail=note)],
+            timeout_s=SLACK_WAIT_S,
+        )
+    )
+    return log
+
+
+def request_logs_mark_abandoned(*, older_than: timedelta = timedelta(minutes=5)) -> int:
+    """Rows still ``received`` long after any deadline belong to a killed process."""
+    cutoff = timezone.now() - older_than
+    return RequestLog.objects.filter(status=RequestStatus.RECEIVED, created_at__lt=cutoff).update(
+        status=RequestStatus.ABANDONED,
+        error="the process handling this request stopped before it finished",
+        finished_at=timezone.now(),
+    )
+
+
+__all__ = [
+    "AnswerDelta",
+    "PipelineEvent",
+    "RequestDone",
+    "RequestInput",
+    "RouteChosen",
+    "RoutingSource",
+    "request_escalate",
+    "request_feedback_set",
+    "request_log_create",
+    "request_logs_mark_abandoned",
+    "request_process",
+    "request_submit",
+    "request_validate",
+]

@@ -1,0 +1,158 @@
+"""The local router: a text classifier trained from the routes' example utterances.
+
+scikit-learn does the learning (TF-IDF over word and character n-grams, a linear model,
+probabilities calibrated by cross-validation). Prediction is done by hand from the fitted
+parameters - a sparse dot product and a sigmoid - because sklearn's per-call input
+validation costs more than the arithmetic for a single short text; a test checks both
+paths agree.
+"""
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, make_pipeline
+
+logger = logging.getLogger(__name__)
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def normalise(text: str) -> str:
+    """Lower-case, digits folded (bay 3 and bay 7 are the same request), spaces collapsed."""
+    return " ".join(_NUMBERS.sub("0", text.casefold()).split())
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    slug: str
+    confidence: float
+    runner_up: str | None
+    runner_up_confidence: float
+
+
+class TextClassifier:
+    """A trained model: ``predict(text)`` gives the most likely slug and its probability."""
+
+    def __init__(self, pipeline: CalibratedClassifierCV, labels: Sequence[str]) -> None:
+        self.pipeline = pipeline
+        self.labels = list(labels)
+
+    @classmethod
+    def train(cls, examples: Sequence[tuple[str, str]], *, seed: int = 0) -> "TextClassifier":
+        texts = [normalise(t) for t, _ in examples]
+        labels = [label for _, label in examples]
+        features = FeatureUnion(
+            [
+                ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
+                (
+                    "chars",
+                    TfidfVectorizer(
+                        analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1
+                    ),
+                ),
+            ]
+        )
+        base = make_pipeline(features, LogisticRegression(C=20.0, max_iter=2000))
+        folds = max(2, min(5, min(labels.count(label) for label in set(labels))))
+        model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False)
+        model.fit(texts, labels)
+        return cls(model, model.classes_)
+
+    def predict_proba(self, text: str) -> dict[str, float]:
+        probs = self.pipeline.predict_proba([normalise(text)])[0]
+        return dict(zip(self.labels, (float(p) for p in probs), strict=True))
+
+    def predict(self, text: str) -> Prediction:
+        probs = self.predict_proba(text)
+        ranked = sorted(probs.items(), key=lambda kv: kv[1], reverse=True)
+        best, runner = ranked[0], ranked[1] if len(ranked) > 1 else (None, 0.0)
+        return Prediction(best[0], best[1], runner[0], runner[1])
+
+
+class FastClassifier(TextClassifier):
+    """The same model, predicting from its extracted parameters without sklearn's overhead."""
+
+    def __init__(self, pipeline: CalibratedClassifierCV, labels: Sequence[str]) -> None:
+        super().__init__(pipeline, labels)
+        calibrated = pipeline.calibrated_classifiers_[0]
+        fitted = calibrated.estimator
+        union, logreg = fitted.steps[0][1], fitted.steps[-1][1]
+        self._vectorizers = [v for _, v in union.transformer_list]
+        self._coef = np.ascontiguousarray(logreg.coef_.T)  # (features, classes or 1)
+        self._intercept = logreg.intercept_
+        # Sigmoid calibration: one (a, b) pair per class, p = 1 / (1 + exp(a*f + b)).
+        self._calibrators = [(c.a_, c.b_) for c in calibrated.calibrators]
+        self._binary = len(self.labels) == 2
+
+    def predict_proba(self, text: str) -> dict[str, float]:
+        doc = normalise(text)
+        scores = self._intercept.astype(float).copy()
+        offset = 0
+        for vectorizer in self._vectorizers:
+            row = vectorizer.transform([doc])
+            if row.nnz:
+                scores += row.data @ self._coef[row.indices + offset]
+            offset += len(vectorizer.vocabulary_)
+        if self._binary:
+            decision = [float(scores[0])]
+        else:
+            decision = [float(s) for s in scores]
+        raw = [
+            1.0 / (1.0 + math.exp(min(a * d + b, 700.0)))
+            for (a, b), d in zip(self._calibrators, decision, strict=True)
+        ]
+        if self._binary:
+            raw = [1.0 - raw[0], raw[0]]
+        total = sum(raw) or 1.0
+        return dict(zip(self.labels, (p / total for p in raw), strict=True))
+
+
+class LocalRouterModel:
+    """The process's classifier, retrained whenever the route catalog's fingerprint changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fingerprint: str | None = None
+        self._model: TextClassifier | None = None
+        self.trained_at: float | None = None
+        self.train_seconds: float | None = None
+
+    def get(self, fingerprint: str) -> TextClassifier | None:
+        model = self._model
+        if model is not None and self._fingerprint == fingerprint:
+            return model
+        with self._lock:
+            # Requests that arrive during a retrain wait for the new model rather than
+            # being routed by one that an admin has just corrected.
+            if self._model is None or self._fingerprint != fingerprint:
+                self._retrain(fingerprint)
+            return self._model
+
+    def _retrain(self, fingerprint: str) -> None:
+        from routing.selectors import route_training_examples
+
+        examples = route_training_examples()
+        started = time.perf_counter()
+        if len({label for _, label in examples}) < 2:
+            self._model = None
+        else:
+            trained = TextClassifier.train(examples)
+            self._model = FastClassifier(trained.pipeline, trained.labels)
+        self.train_seconds = time.perf_counter() - started
+        self.trained_at = time.time()
+        self._fingerprint = fingerprint
+        logger.info(
+            "local router trained on %d examples in %.2f s", len(examples), self.train_seconds
+        )
+
+
+local_router_model = LocalRouterModel()

@@ -1,0 +1,43 @@
+"""What a routing strategy is: text in, a decision (or "can't tell") out."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from config.selectors import ConfigSnapshot
+from routing.selectors import RouteCatalog, RouteSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    route: RouteSnapshot
+    confidence: float
+    source: str  # a requestlogs RoutingSource value: manual, rules, local, llm, default
+    elapsed_ms: float = 0.0
+    upstream_calls: int = 0
+    note: str = ""
+
+
+class RoutingError(Exception):
+    """A strategy could not run (the LLM router's upstream failed, say)."""
+
+    def __init__(self, message: str, *, upstream_calls: int = 0) -> None:
+        super().__init__(message)
+        self.upstream_calls = upstream_calls
+
+
+class RoutingStrategy(ABC):
+    """Decide which enabled route a request's text belongs to.
+
+    ``decide`` returns None when the strategy has no opinion (no rule matched), and
+    raises ``RoutingError`` when it could not work at all. It never calls an assistant.
+    Instances live for the whole process; anything they precompute from the catalog
+    must be keyed by ``catalog.fingerprint``.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def decide(
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
+    ) -> RouteDecision | None: ...

@@ -1,0 +1,551 @@
+"""Keyword rules: the cheapest strategy, and the safety net every other strategy can call first.
+
+How matching works
+------------------
+Text and keywords go through the same normalisation: casefold, accents dropped,
+apostrophes removed ("can't" -> "cant"), everything else that is not a letter or a digit
+is a separator. Each word is reduced by a small, deliberately crude stemmer (``stem``) so
+that inflections meet: "spark/sparks/sparked/sparking/sparky" -> "spark", "bleeding" ->
+"bleed", "flooded/flooding" -> "flood", "fainted" -> "faint", "smoke/smoky/smoking" ->
+"smok", "injury/injured/injuries" -> "injur", "chest pains" -> "chest pain". The stemmer
+is not linguistics; it only has to send both sides of a comparison to the same place.
+
+A keyword phrase matches when its stems occur in order; up to two *filler* words ("is",
+"the", "a", "all"...) may sit between two of its words, and fillers inside a keyword are
+ignored, so "power out" matches "the power is out" and "hit by a ball" matches "hit by
+the ball".
+
+Emergency routes: safety first, recall over precision
+-----------------------------------------------------
+On a route with ``is_emergency`` ANY keyword match forces the route with confidence 1.0.
+A few cheap guards remove the commonest false alarms; each errs towards keeping the match:
+
+* Negation: a match right after "no", "not", "nobody", "no one", "without", "never",
+  "wasn't"... (at most three filler words between, same clause) is ignored: "nobody was
+  hurt", "no smoke", "not an emergency". Clauses end at punctuation and at "but", so
+  "no fire, but a burning smell" still matches "burning smell". Only true negators count:
+  "can't stop the bleeding" is NOT a negation, and "not breathing" is itself a keyword.
+  "oh no, fire!" is not a negation either.
+* Idioms: matches inside a fixed list of harmless phrases are ignored: "fire up the
+  projector", "fire off an email", "Fire TV stick", "memory leak", "by accident", "smoke
+  break", "won't hurt to restart". We do NOT try to catch "TrackMan is on fire today" or
+  "he got fired": they are rare at a venue desk and a wrong emergency costs less than a
+  missed one.
+* Device context: a handful of words are emergencies about people but routine about
+  equipment ("fell", "collapsed", "unresponsive", "not responding", "blacked out",
+  "smashed", "shattered"; "leak" next to "code"/"memory"/"data"). These single words are
+  ignored when an equipment word sits just before them (three words) or just after them
+  (two words): "the projector fell, nobody hurt" and "kiosk unresponsive" are tech, while
+  "a customer fell" and "projector fell and hit a customer" stay emergencies.
+  Hazards are never context-suppressed: "projector sparking", "smoking outlet".
+* Typos: emergency words of seven or more letters also match one dropped, added or swapped
+  letter, or one wrong vowel ("unconcious", "siezure", "ambulence", "emergancy").
+
+Other routes: the score of a route is the sum of its matched phrases' weights (a phrase
+of n content words weighs n, so longer phrases count more); the best score wins, lower
+``priority`` breaks ties; confidence grows from 0.5 (a tie) towards 0.95 with the margin
+over the runner-up. No match at all returns None.
+
+Everything the text is compared with is compiled once per catalog (``fingerprint`` plus
+which routes are emergencies, which the fingerprint does not cover), cached on the
+instance behind a lock, so ``decide`` costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from config.selectors import ConfigSnapshot
+from routing.selectors import RouteCatalog, RouteSnapshot
+from routing.strategies.base import RouteDecision, RoutingStrategy
+
+# --------------------------------------------------------------------------- text handling
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+|[.!?;,:()\n]")
+_BREAK_PUNCT = frozenset(".!?;,:()\n")
+# Words that end a clause as punctuation does (for the negation scope).
+_BREAK_WORDS = frozenset({"but", "though", "although", "however", "yet", "except"})
+
+# Words skipped inside phrases, on both sides (dropped from keywords, skipped in the text).
+FILLERS = frozenset(
+    {"a", "an", "the", "is", "are", "was", "were", "be", "been", "its", "all", "just",
+     "really", "very", "so", "this", "that", "some", "still", "now", "totally",
+     "completely", "badly", "s", "of", "has", "have"}
+)
+# Skipped in the text between two words of a phrase, but kept when written in a keyword:
+# "rolled ankle" matches "rolled his ankle", while "hit her" stays two words.
+POSSESSIVES = frozenset({"my", "his", "her", "their", "our", "your", "its"})
+_MAX_GAP = 2  # filler words allowed between two words of a phrase
+
+_NEGATORS = frozenset(
+    {"no", "not", "nobody", "nobodys", "noone", "none", "never", "without", "nothing",
+     "isnt", "wasnt", "arent", "werent", "aint", "neither", "nor"}
+)
+# Words that may sit between a negator and what it negates ("no one was hurt").
+_NEGATION_FILLERS = frozenset(
+    {"one", "ones", "is", "was", "were", "are", "be", "been", "being", "got", "get", "gets",
+     "getting", "has", "have", "had", "seems", "seem", "seemed", "appears", "appear",
+     "looks", "look", "actually", "really", "seriously", "badly", "any", "anyone",
+     "anybody", "a", "an", "the", "visible", "obvious", "real", "sign", "signs", "of",
+     "on", "in", "it", "its", "them", "us", "that", "like", "an", "actual", "more", "else"}
+)
+_NEGATION_WINDOW = 3
+# "oh no, fire!": "no" after these is an exclamation, not a negation.
+_EXCLAMATIONS = frozenset({"oh", "uh", "omg", "ohh", "ahh"})
+
+# Harmless phrases: an emergency keyword match inside one of these is ignored.
+IDIOMS: tuple[str, ...] = (
+    "fire up", "fired up", "firing up", "fire it up", "fire them up", "fire that up",
+    "fire off", "fired off", "fire away", "fire back", "fire tv", "fire stick",
+    "fire sale", "fire an email", "fire over", "fire me", "got fired", "get fired",
+    "getting fired", "been fired",
+    "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
+    "smoke free", "wont hurt", "wouldnt hurt", "doesnt hurt", "cant hurt", "couldnt hurt",
+    "never hurts", "hurt to ask", "hurt our", "hurting our", "hurt business",
+    "hurt sales", "hurt the business", "family emergency", "personal emergency",
+    "emergency at home", "emergency contact", "cut short", "cut off", "cut out", "cuts out",
+    "cutting out",
+)
+
+# Equipment words: context that makes some person-words routine (see module docstring).
+DEVICE_WORDS = frozenset(
+    {"projector", "screen", "screens", "tv", "tvs", "monitor", "pc", "computer", "kiosk",
+     "tablet", "touchscreen", "trackman", "sim", "simulator", "software", "program", "app",
+     "system", "display", "mat", "net", "netting", "mount", "bracket", "speaker",
+     "speakers", "remote", "keypad", "unit", "camera", "printer", "router", "modem",
+     "laptop", "ipad", "phone", "website", "site", "page", "server", "game", "radar",
+     "lamp", "shelf", "sign", "frame", "enclosure", "curtain", "wifi", "network",
+     "internet", "windows", "device", "machine", "terminal", "reader", "pos", "bulb",
+     "hdmi", "cable", "box", "stand", "rack", "tee", "club", "clubs", "mouse", "keyboard",
+     "controller", "projectors", "monitors", "computers", "kiosks"}
+)
+_DATA_WORDS = frozenset({"code", "codes", "memory", "data", "info", "password", "pin",
+                         "details", "email", "list", "numbers", "address"})
+_FAINT_WORDS = DEVICE_WORDS | {"image", "picture", "line", "lines", "sound", "audio", "noise",
+                               "buzz", "buzzing", "hum", "glow", "outline", "text", "mark",
+                               "marks", "beep", "signal", "colour", "color", "print"}
+_TRIP_WORDS = frozenset({"golf", "team", "road", "business", "group", "weekend", "company",
+                         "field", "school", "planning", "plan", "ski", "fishing", "day"})
+# keyword -> context words that make it routine. Keys are compared by stems, so "fell"
+# also covers a "fall"-free spelling like "fell", and "leak" covers "leaking/leaked".
+CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
+    "fell": DEVICE_WORDS,
+    "collapsed": DEVICE_WORDS,
+    "unresponsive": DEVICE_WORDS,
+    "not responding": DEVICE_WORDS,
+    "blacked out": DEVICE_WORDS,
+    "went dark": DEVICE_WORDS,
+    "wont wake up": DEVICE_WORDS,
+    "not waking up": DEVICE_WORDS,
+    "isnt waking up": DEVICE_WORDS,
+    "smashed": DEVICE_WORDS,
+    "shattered": DEVICE_WORDS,
+    "leak": _DATA_WORDS,
+    "faint": _FAINT_WORDS,
+    "tripped": _TRIP_WORDS,
+}
+_CONTEXT_BEFORE = 3
+_CONTEXT_AFTER = 2
+# Not counted in the context window: "the mouse in bay 3 is not responding".
+_CONTEXT_SKIP = frozenset({"bay", "in", "at", "on", "the", "a", "an", "is", "was", "are", "were",
+                           "and", "s", "its", "just", "still", "now", "totally", "completely",
+                           "has", "have", "got", "keeps", "kept"})
+
+# Typo tolerance on emergency words of this many characters (stemmed) or more.
+_FUZZY_MIN_LEN = 7
+_VOWELS = frozenset("aeiouy")
+# Real words one edit away from an emergency word.
+_FUZZY_SAFE = frozenset({"concession", "concessions", "emergent", "conscious"})
+
+
+# Words the suffix rules would send onto an emergency word's stem ("policy" -> "polic").
+_STEM_EXCEPTIONS = {"policy": "policy", "policies": "policy", "here": "here"}
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper: inflections of one word meet on the same stem."""
+    w = word
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w in _STEM_EXCEPTIONS:
+        return _STEM_EXCEPTIONS[w]
+    if w.endswith(("ies", "ied")) and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("ings") and len(w) > 6:
+        w = w[:-4]
+    elif w.endswith("ing") and len(w) > 5:
+        w = w[:-3]
+    elif w.endswith("eed"):
+        pass  # bleed, need, speed
+    elif w.endswith("ed") and len(w) > 4:
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")) and len(w) > 3:
+        w = w[:-1]
+    if w.endswith("y") and len(w) > 4:
+        w = w[:-1]
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in _VOWELS:
+        w = w[:-1]
+    return w
+
+
+_FILLER_STEMS = frozenset(stem(w) for w in FILLERS | POSSESSIVES)
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return text.replace("'", "").replace("\u2019", "").replace("`", "")
+
+
+@dataclass(slots=True)
+class _Text:
+    words: list[str]  # normalised words, punctuation removed
+    stems: list[str]
+    clauses: list[int]  # clause number of each word
+
+
+def _analyse(text: str) -> _Text:
+    words: list[str] = []
+    clauses: list[int] = []
+    clause = 0
+    for tok in _TOKEN_RE.findall(_fold(text)):
+        if tok in _BREAK_PUNCT:
+            clause += 1
+            continue
+        if tok in _BREAK_WORDS:
+            clause += 1
+        words.append(tok)
+        clauses.append(clause)
+    return _Text(words=words, stems=[stem(w) for w in words], clauses=clauses)
+
+
+def _phrase_stems(phrase: str) -> tuple[str, ...]:
+    words = [w for w in _TOKEN_RE.findall(_fold(phrase)) if w not in _BREAK_PUNCT]
+    content = [w for w in words if w not in FILLERS]
+    return tuple(stem(w) for w in (content or words))
+
+
+def _find(stems: list[str], phrase: tuple[str, ...], start: int) -> int | None:
+    """End index (exclusive) if ``phrase`` matches at ``start`` (fillers may sit between)."""
+    if stems[start] != phrase[0]:
+        return None
+    i = start + 1
+    for part in phrase[1:]:
+        gap = 0
+        while (
+            i < len(stems) and stems[i] != part and stems[i] in _FILLER_STEMS and gap < _MAX_GAP
+        ):
+            i += 1
+            gap += 1
+        if i >= len(stems) or stems[i] != part:
+            return None
+        i += 1
+    return i
+
+
+def _near_typo(a: str, b: str) -> bool:
+    """One dropped, added or swapped letter, or one vowel for another."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diff = [i for i in range(la) if a[i] != b[i]]
+        if len(diff) == 1:
+            return a[diff[0]] in _VOWELS and b[diff[0]] in _VOWELS
+        if len(diff) == 2:
+            i, j = diff
+            return j == i + 1 and a[i] == b[j] and a[j] == b[i]
+        return False
+    short, long_ = (a, b) if la < lb else (b, a)
+    for i in range(len(long_)):
+        if long_[:i] + long_[i + 1 :] == short:
+            return True
+    return False
+
+
+def _deletes(word: str) -> set[str]:
+    return {word} | {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+# --------------------------------------------------------------------------- compiled rules
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    text: str  # the keyword as written
+    stems: tuple[str, ...]
+    slug: str
+    emergency: bool
+    weight: float
+    context: frozenset[str]  # context stems that void an emergency match (may be empty)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    key: tuple[object, ...]
+    by_first: dict[str, tuple[_Phrase, ...]]
+    idioms_by_first: dict[str, tuple[tuple[str, ...], ...]]
+    fuzzy_index: dict[str, tuple[str, ...]]  # delete-variant -> emergency stems
+    vocabulary: frozenset[str]
+    priority: dict[str, int]
+    has_emergency: bool
+
+
+def _catalog_key(catalog: RouteCatalog) -> tuple[object, ...]:
+    return (catalog.fingerprint, tuple((r.slug, r.is_emergency) for r in catalog.routes))
+
+
+def _compile(catalog: RouteCatalog) -> _Compiled:
+    by_first: dict[str, list[_Phrase]] = {}
+    fuzzy: dict[str, set[str]] = {}
+    priority: dict[str, int] = {}
+    has_emergency = False
+    contexts = {_phrase_stems(k): v for k, v in CONTEXT_SENSITIVE.items()}
+    for route in catalog.enabled:
+        priority[route.slug] = route.priority
+        has_emergency |= route.is_emergency
+        seen: set[tuple[str, ...]] = set()
+        for keyword in route.keywords:
+            stems = _phrase_stems(keyword)
+            if not stems or stems in seen:
+                continue
+            seen.add(stems)
+            context = contexts.get(stems) if route.is_emergency else None
+            phrase = _Phrase(
+                text=keyword,
+                stems=stems,
+                slug=route.slug,
+                emergency=route.is_emergency,
+                weight=float(len(stems)),
+                context=frozenset(stem(w) for w in context) if context else frozenset(),
+            )
+            by_first.setdefault(stems[0], []).append(phrase)
+            if route.is_emergency and len(stems) == 1 and len(stems[0]) >= _FUZZY_MIN_LEN:
+                for variant in _deletes(stems[0]):
+                    fuzzy.setdefault(variant, set()).add(stems[0])
+    idioms: dict[str, list[tuple[str, ...]]] = {}
+    for idiom in IDIOMS:
+        words = tuple(stem(w) for w in idiom.split())
+        idioms.setdefault(words[0], []).append(words)
+    return _Compiled(
+        key=_catalog_key(catalog),
+        by_first={k: tuple(v) for k, v in by_first.items()},
+        idioms_by_first={k: tuple(v) for k, v in idioms.items()},
+        fuzzy_index={k: tuple(sorted(v)) for k, v in fuzzy.items()},
+        vocabulary=frozenset(s for group in by_first.values() for p in group for s in p.stems),
+        priority=priority,
+        has_emergency=has_emergency,
+    )
+
+
+def _correct_typos(stems: list[str], compiled: _Compiled) -> list[str]:
+    """Replace a long unknown word that is one typo from an emergency word by that word."""
+    if not compiled.fuzzy_index:
+        return stems
+    out = stems
+    for i, s in enumerate(stems):
+        if len(s) < _FUZZY_MIN_LEN - 1 or s in compiled.vocabulary or s in _FUZZY_SAFE:
+            continue
+        for variant in _deletes(s):
+            hit = next(
+                (t for t in compiled.fuzzy_index.get(variant, ()) if _near_typo(s, t)), None
+            )
+            if hit is not None:
+                if out is stems:
+                    out = list(stems)
+                out[i] = hit
+                break
+    return out
+
+
+def _idiom_spans(stems: list[str], compiled: _Compiled) -> list[tuple[int, int]]:
+    spans = []
+    for i, s in enumerate(stems):
+        for idiom in compiled.idioms_by_first.get(s, ()):
+            end = _find(stems, idiom, i)
+            if end is not None:
+                spans.append((i, end))
+    return spans
+
+
+def _negated(text: _Text, start: int) -> bool:
+    clause = text.clauses[start]
+    i = start - 1
+    skipped = 0
+    while i >= 0 and text.clauses[i] == clause:
+        word = text.words[i]
+        if word in _NEGATORS:
+            if word == "no" and i > 0 and text.words[i - 1] in _EXCLAMATIONS:
+                return False
+            return True
+        # "no one": "one" is a filler after the negator "no"
+        if word not in _NEGATION_FILLERS or skipped >= _NEGATION_WINDOW:
+            return False
+        skipped += 1
+        i -= 1
+    return False
+
+
+def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> bool:
+    """An equipment (or other context) word just before or just after the match."""
+    clause = text.clauses[start]
+    for step, limit, i in ((-1, _CONTEXT_BEFORE, start - 1), (1, _CONTEXT_AFTER, end)):
+        counted = 0
+        while 0 <= i < len(text.words) and text.clauses[i] == clause and counted < limit:
+            if text.stems[i] in context or text.words[i] in context:
+                return True
+            word = text.words[i]
+            if word not in _CONTEXT_SKIP and not word.isdigit():
+                counted += 1
+            i += step
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    phrase: _Phrase
+    start: int
+    end: int
+
+
+def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[_Match]:
+    stems = _correct_typos(text.stems, compiled)
+    found: list[_Match] = []
+    idioms: list[tuple[int, int]] | None = None
+    for i, s in enumerate(stems):
+        for phrase in compiled.by_first.get(s, ()):
+            if emergency_only and not phrase.emergency:
+                continue
+            end = _find(stems, phrase.stems, i)
+            if end is None:
+                continue
+            if phrase.emergency:
+                if idioms is None:
+                    idioms = _idiom_spans(stems, compiled)
+                if any(a < end and i < b for a, b in idioms):
+                    continue
+                if _negated(text, i):
+                    continue
+                if phrase.context and _in_context(text, i, end, phrase.context):
+                    continue
+            found.append(_Match(phrase, i, end))
+    return found
+
+
+# --------------------------------------------------------------------------- the strategy
+
+
+class RulesStrategy(RoutingStrategy):
+    """Keyword rules; emergency keywords force the emergency route."""
+
+    name = "rules"
+
+    def __init__(self) -> None:
+        self._compiled: _Compiled | None = None
+        self._lock = threading.Lock()
+
+    def compiled(self, catalog: RouteCatalog) -> _Compiled:
+        """The rules for this catalog, compiled once per fingerprint (thread-safe)."""
+        key = _catalog_key(catalog)
+        current = self._compiled
+        if current is not None and current.key == key:
+            return current
+        with self._lock:
+            current = self._compiled
+            if current is None or current.key != key:
+                current = _compile(catalog)
+                self._compiled = current
+            return current
+
+    def emergency_match(self, text: str, catalog: RouteCatalog) -> RouteSnapshot | None:
+        """The emergency route whose safety keywords match the text, if any."""
+        compiled = self.compiled(catalog)
+        if not compiled.has_emergency:
+            return None
+        found = _matches(_analyse(text), compiled, emergency_only=True)
+        return _best_emergency(found, compiled, catalog)
+
+    def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:
+        """Which keywords of which routes match (for the admin, tests and debugging)."""
+        out: dict[str, list[str]] = {}
+        for m in _matches(_analyse(text), self.compiled(catalog), emergency_only=False):
+            out.setdefault(m.phrase.slug, []).append(m.phrase.text)
+        return out
+
+    def decide(
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot | None = None
+    ) -> RouteDecision | None:
+        started = time.perf_counter()
+        compiled = self.compiled(catalog)
+        found = _matches(_analyse(text), compiled, emergency_only=False)
+        if not found:
+            return None
+        emergency = _best_emergency(found, compiled, catalog)
+        if emergency is not None:
+            words = sorted({m.phrase.text for m in found if m.phrase.slug == emergency.slug})
+            return RouteDecision(
+                route=emergency,
+                confidence=1.0,
+                source="rules",
+                elapsed_ms=(time.perf_counter() - started) * 1000,
+                note="emergency keywords: " + ", ".join(words),
+            )
+        scores: dict[str, float] = {}
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for m in found:
+            ident = (m.phrase.slug, m.phrase.stems)
+            if ident in seen:  # a phrase counts once however often it occurs
+                continue
+            seen.add(ident)
+            scores[m.phrase.slug] = scores.get(m.phrase.slug, 0.0) + m.phrase.weight
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], compiled.priority[kv[0]], kv[0]))
+        best_slug, best = ranked[0]
+        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+        route = catalog.get(best_slug)
+        if route is None:  # the catalog cannot disagree with its own compilation
+            return None
+        return RouteDecision(
+            route=route,
+            confidence=rules_confidence(best, runner_up),
+            source="rules",
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            note=f"score {best:g} vs {runner_up:g}",
+        )
+
+
+def rules_confidence(best: float, runner_up: float) -> float:
+    """0.5 for a tie, growing towards 0.95 with the margin over the runner-up."""
+    if best <= 0:
+        return 0.5
+    margin = max(0.0, best - runner_up)
+    return round(min(0.95, max(0.5, 0.5 + 0.45 * margin / (best + 1.0))), 4)
+
+
+def _best_emergency(
+    found: Iterable[_Match], compiled: _Compiled, catalog: RouteCatalog
+) -> RouteSnapshot | None:
+    slugs = {m.phrase.slug for m in found if m.phrase.emergency}
+    if not slugs:
+        return None
+    slug = min(slugs, key=lambda s: (compiled.priority[s], s))
+    return catalog.get(slug)
+
+
+_shared = RulesStrategy()
+
+
+def emergency_match(text: str, catalog: RouteCatalog) -> RouteSnapshot | None:
+    """The enabled emergency route the text's safety keywords point at, else None.
+
+    Call this before any other routing work: an emergency is never left to a classifier.
+    """
+    return _shared.emergency_match(text, catalog)

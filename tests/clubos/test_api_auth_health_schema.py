@@ -1,0 +1,197 @@
+"""Project-wide API: token login, authentication errors, health, the OpenAPI schema and docs."""
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db.utils import OperationalError
+from rest_framework.test import APIClient
+
+from tests.requestlogs.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+TOKEN_URL = "/api/v1/auth/token/"
+HEALTH_URL = "/api/v1/health/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestToken:
+    def test_credentials_give_a_token_that_authenticates(self):
+        user = UserFactory()
+        client = APIClient()
+
+        response = client.post(
+            TOKEN_URL, {"username": user.username, "password": PASSWORD}, format="json"
+        )
+
+        assert response.status_code == 200
+        token = response.json()["token"]
+        assert set(response.json()) == {"token"}
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        assert client.get("/api/v1/requests/").status_code == 200
+        # Asking again gives the same key: scripts can log in on every start.
+        again = APIClient().post(
+            TOKEN_URL, {"username": user.username, "password": PASSWORD}, format="json"
+        )
+        assert again.json()["token"] == token
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"username": "nobody", "password": "wrong"},
+            {"username": "staff-x", "password": "wrong"},
+            {"username": "staff-x"},
+            {},
+        ],
+    )
+    def test_bad_credentials_are_a_400_with_a_message(self, body):
+        UserFactory(username="staff-x")
+
+        response = APIClient().post(TOKEN_URL, body, format="json")
+
+        assert response.status_code == 400
+        messages = [m for value in response.json().values() for m in value]
+        assert messages
+        assert all(isinstance(m, str) and m for m in messages)
+        assert "token" not in response.json()
+
+    def test_an_inactive_user_gets_no_token(self):
+        user = UserFactory(is_active=False)
+
+        response = APIClient().post(
+            TOKEN_URL, {"username": user.username, "password": PASSWORD}, format="json"
+        )
+
+        assert response.status_code == 400
+
+
+class TestAuthentication:
+    @pytest.mark.parametrize("url", ["/api/v1/requests/", "/api/v1/routes/"])
+    def test_no_credentials_is_a_401_with_a_challenge(self, url):
+        response = APIClient().get(url)
+
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Token")
+
+    def test_a_wrong_token_is_a_401(self):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef")
+
+        assert client.get("/api/v1/requests/").status_code == 401
+
+    def test_a_session_works_too(self):
+        client = APIClient()
+        client.force_login(UserFactory())
+
+        assert client.get("/api/v1/requests/").status_code == 200
+
+
+class TestHealth:
+    def test_ok_without_login(self):
+        response = APIClient().get(HEALTH_URL)
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok"
+        assert body["database"] == "ok"
+        assert body["cache"] == "ok"
+        assert body["version"]
+
+    def test_a_dead_cache_is_a_quick_503(self, settings):
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                    "SOCKET_CONNECT_TIMEOUT": 0.25,
+                    "SOCKET_TIMEOUT": 0.25,
+                },
+            }
+        }
+        started = time.monotonic()
+
+        response = APIClient().get(HEALTH_URL)
+
+        assert time.monotonic() - started < 2.0
+        assert response.status_code == 503
+        assert response.json()["status"] == "error"
+        assert response.json()["cache"] == "error"
+        assert response.json()["database"] == "ok"
+
+    def test_a_dead_database_is_a_503(self, monkeypatch):
+        from django.db import connection
+
+        def refuse(*args, **kwargs):
+            raise OperationalError("connection refused")
+
+        monkeypatch.setattr(connection, "cursor", refuse)
+
+        response = APIClient().get(HEALTH_URL)
+
+        assert response.status_code == 503
+        assert response.json()["database"] == "error"
+        assert response.json()["cache"] == "ok"
+
+
+class TestSchema:
+    def test_schema_generation_validates_without_warnings(self, tmp_path):
+        out = tmp_path / "schema.yml"
+
+        call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+
+        schema = yaml.safe_load(out.read_text())
+        assert schema["openapi"].startswith("3.")
+        for path in [
+            "/api/v1/auth/token/",
+            "/api/v1/requests/",
+            "/api/v1/requests/{request_id}/",
+            "/api/v1/requests/{request_id}/feedback/",
+            "/api/v1/requests/{request_id}/escalate/",
+            "/api/v1/routes/",
+            "/api/v1/stats/timings/",
+            "/api/v1/health/",
+        ]:
+            assert path in schema["paths"]
+        created = schema["paths"]["/api/v1/requests/"]["post"]["responses"]["201"]["content"]
+        assert {"application/json", "text/event-stream"} <= set(created)
+
+    def test_schema_is_served(self):
+        response = APIClient().get("/api/v1/schema/", {"format": "json"})
+
+        assert response.status_code == 200
+        assert response.json()["info"]["title"] == "ClubOS API"
+
+    @pytest.mark.parametrize("url", ["/api/v1/docs/", "/api/v1/redoc/"])
+    def test_docs_load_their_assets_from_this_server(self, url, settings):
+        # Without collectstatic's manifest, as in a fresh checkout.
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+
+        response = APIClient().get(url)
+
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "/static/drf_spectacular_sidecar/" in html
+        assert "cdn.jsdelivr.net" not in html
+        assert "unpkg.com" not in html

@@ -1,0 +1,30 @@
+from collections.abc import Iterator
+
+import pytest
+
+# DJANGO_SECRET_KEY and DJANGO_ALLOW_ASYNC_UNSAFE (Playwright's sync API runs an event loop
+# in the test thread) are set by pytest-env from pyproject.toml, before Django loads.
+
+pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_process_state() -> Iterator[None]:
+    """Each test starts with an empty cache and closed circuit breakers."""
+    from django.core.cache import cache
+
+    from assistants.breaker import breakers_reset
+
+    cache.clear()
+    breakers_reset()
+    yield
+    breakers_reset()
+
+
+@pytest.fixture
+def openai_upstream(fake_openai, settings):
+    """Point ClubOS at the fake OpenAI server, through the real SDK, Responses API backend."""
+    settings.OPENAI_API_KEY = "test-key"
+    settings.OPENAI_BASE_URL = fake_openai.base_url
+    settings.ASSISTANT_BACKEND = "openai-responses"
+    return fake_openai

@@ -1,0 +1,43 @@
+"""Helpers for the API tests: authenticated clients and the default routes."""
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from routing.models import Route
+from tests.routing.factories import RouteFactory
+
+DEFAULT_ROUTES = {
+    "emergency": "Emergency",
+    "booking": "Booking & Access",
+    "tech": "TechSupport",
+    "brand": "BrandTone",
+}
+
+
+def token_header(user: AbstractBaseUser) -> str:
+    """The ``Authorization`` header value for this user's API token."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return f"Token {token.key}"
+
+
+def token_client(user: AbstractBaseUser) -> APIClient:
+    """An API client sending ``Authorization: Token <key>`` for this user."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=token_header(user))
+    return client
+
+
+def default_routes_ensure() -> dict[str, Route]:
+    """The four default routes, as the data migration makes them.
+
+    Normally the migration's rows are there; a transactional test elsewhere in the suite
+    may have flushed them, so any missing one is recreated with its public slug and name.
+    """
+    routes = {r.slug: r for r in Route.objects.filter(slug__in=DEFAULT_ROUTES)}
+    for slug, name in DEFAULT_ROUTES.items():
+        if slug not in routes:
+            routes[slug] = RouteFactory(
+                slug=slug, name=name, is_emergency=slug == "emergency", keywords="", utterances=""
+            )
+    return routes

@@ -1,0 +1,142 @@
+"""The local classifier and the hybrid strategy that puts it in front of the LLM."""
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from config.selectors import system_config_get
+from config.services import system_config_update
+from routing.classifier import FastClassifier, TextClassifier, local_router_model
+from routing.models import Route
+from routing.router import route_decide
+from routing.selectors import route_catalog_get, route_training_examples
+from routing.services import route_utterance_add
+
+pytestmark = pytest.mark.django_db
+
+DATA = Path(__file__).resolve().parents[2] / "routing" / "data"
+
+
+def decide(text: str, strategy: str = "hybrid"):
+    config = dataclasses.replace(system_config_get(), routing_strategy=strategy)
+    return route_decide(text=text, requested="auto", catalog=route_catalog_get(), config=config)
+
+
+def eval_texts() -> list[str]:
+    lines = (DATA / "eval.jsonl").read_text().splitlines()
+    return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def test_fast_prediction_equals_sklearn_prediction():
+    trained = TextClassifier.train(route_training_examples())
+    fast = FastClassifier(trained.pipeline, trained.labels)
+    for text in eval_texts()[:80]:
+        slow_p = trained.predict_proba(text)
+        fast_p = fast.predict_proba(text)
+        assert slow_p.keys() == fast_p.keys()
+        for label, p in slow_p.items():
+            assert fast_p[label] == pytest.approx(p, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("text", "slug"),
+    [
+        ("TrackMan frozen in bay 3", "tech"),
+        ("projector in bay 6 is just showing a blue screen", "tech"),
+        ("guest can't get in, the door code from the email isn't working", "booking"),
+        ("can you move my 7pm booking to 9pm tomorrow", "booking"),
+        ("write an instagram post for our winter league", "brand"),
+        ("how much is a gift card", "brand"),
+    ],
+)
+def test_local_routes_clear_requests(text, slug):
+    decision = decide(text, strategy="local")
+    assert decision.route.slug == slug
+    assert decision.source == "local"
+    assert 0.0 <= decision.confidence <= 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the power bar in bay 2 sparked", "guy has chest pains", "someone is bleeding", "basement flooded"],
+)
+def test_hybrid_sends_safety_words_to_emergency_by_rules(text):
+    decision = decide(text)
+    assert decision.route.slug == "emergency"
+    assert decision.source == "rules"
+    assert decision.confidence == 1.0
+
+
+def test_hybrid_confident_local_makes_no_upstream_call(openai_upstream):
+    decision = decide("TrackMan frozen in bay 3")
+    assert decision.source == "local"
+    assert decision.upstream_calls == 0
+    assert openai_upstream.calls == []
+
+
+def test_hybrid_asks_the_llm_only_when_local_is_unsure(openai_upstream):
+    system_config_update(confidence_threshold=0.999)
+    openai_upstream.configure(route_answer="brand", route_confidence=0.8)
+    decision = decide("hmm, not sure who handles this one")
+    assert decision.source == "llm"
+    assert decision.route.slug == "brand"
+    assert len(openai_upstream.calls) == 1
+
+
+def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):
+    system_config_update(confidence_threshold=0.999)
+    openai_upstream.configure(fail="500")
+    decision = decide("TrackMan frozen in bay 3")
+    assert decision.source == "local"
+    assert decision.route.slug == "tech"
+    assert decision.upstream_calls == 1
+
+
+def test_hybrid_without_llm_routing_uses_the_local_guess(openai_upstream):
+    system_config_update(confidence_threshold=0.999, llm_routing_enabled=False)
+    decision = decide("TrackMan frozen in bay 3")
+    assert decision.source == "local"
+    assert openai_upstream.calls == []
+
+
+def test_an_added_utterance_retrains_the_model_on_the_next_request():
+    text = "the zorblaxian flux capacitor wants a refund voucher"
+    before = decide(text, strategy="local")
+    model_before = local_router_model.get(route_catalog_get().fingerprint)
+    booking = Route.objects.get(slug="booking")
+    for variant in (text, "zorblaxian flux capacitor", "flux capacitor zorblaxian again"):
+        route_utterance_add(route=booking, text=variant)
+    after = decide(text, strategy="local")
+    assert local_router_model.get(route_catalog_get().fingerprint) is not model_before
+    assert after.route.slug == "booking"
+    assert after.confidence > (before.confidence if before.route.slug == "booking" else 0.0)
+
+
+def test_evaluate_router_meets_the_targets_on_the_evaluation_set():
+    out = io.StringIO()
+    call_command("evaluate_router", str(DATA / "eval.jsonl"), "--strategy", "hybrid", "--json", stdout=out)
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["n"] >= 200
+    assert report["accuracy"] >= 0.95
+    assert report["per_route"]["emergency"]["recall"] == 1.0
+    assert report["unsure_share"] <= 0.15
+    assert {"p50_ms", "p95_ms"} <= report.keys()
+    text = out.getvalue()
+    assert "confusion" in text and "precision" in text
+
+
+def test_evaluate_router_rejects_a_bad_file(tmp_path):
+    from django.core.management.base import CommandError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "hi"}\n')
+    with pytest.raises(CommandError):
+        call_command("evaluate_router", str(bad))
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text('{"text": "hi", "route": "nowhere"}\n')
+    with pytest.raises(CommandError):
+        call_command("evaluate_router", str(unknown))
