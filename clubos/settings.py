@@ -160,6 +160,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+# A file missing from the manifest (collectstatic not run yet, as in tests) is served
+# under its plain name rather than failing the page.
+WHITENOISE_MANIFEST_STRICT = False
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- REST framework -------------------------------------------------------------------

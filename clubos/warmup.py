@@ -8,12 +8,15 @@ logger = logging.getLogger(__name__)
 def warm_up() -> None:
     from config.llm import openai_client, openai_configured
     from config.selectors import system_config_get
+    from routing.router import strategy_get
     from routing.selectors import route_catalog_get
 
     try:
-        system_config_get()
-        route_catalog_get()
+        config = system_config_get()
+        catalog = route_catalog_get()
+        # Trains the local classifier (hybrid/local) before the first request needs it.
+        strategy_get(config.routing_strategy).warm(catalog)
     except Exception:
-        logger.warning("warm-up could not read config or routes", exc_info=True)
+        logger.warning("warm-up could not prepare routing", exc_info=True)
     if openai_configured():
         openai_client()

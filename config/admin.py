@@ -32,6 +32,11 @@ class SystemConfigForm(forms.ModelForm):
             "slack_on_negative_feedback",
             "slack_on_escalation",
         )
+        labels = {
+            "llm_routing_enabled": "LLM routing enabled",
+            "llm_routing_model": "LLM routing model",
+            "slack_webhook_url": "Slack webhook URL",
+        }
         # Help for the fields whose model definition has none, so every setting explains
         # itself where it is edited.
         help_texts = {

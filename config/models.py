@@ -17,7 +17,7 @@ class SystemConfig(models.Model):
     routing_strategy = models.CharField(
         max_length=16,
         choices=RoutingStrategy.choices,
-        default=RoutingStrategy.LLM,
+        default=RoutingStrategy.HYBRID,
         help_text="How a request with route 'Auto' is routed.",
     )
     confidence_threshold = models.FloatField(

@@ -32,5 +32,8 @@ def system_config_update(*, config: SystemConfig | None = None, **changes: Any) 
     row.pk = SystemConfig.SINGLETON_PK
     row.full_clean()
     row.save()
+    # Now, so reads later in this transaction see the change; on commit, so a reader that
+    # cached the old row while we were writing cannot keep it for the next 60 s.
+    system_config_invalidate()
     transaction.on_commit(system_config_invalidate)
     return row

@@ -7,7 +7,7 @@ every write and ``request_log_payload`` is the one definition of the public requ
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -59,7 +59,7 @@ STATS_MAX_DAYS = 366
 
 # What an `error` event says; the row's own `error` column is for staff and may carry
 # upstream details, so it is not sent to clients.
-FAILURE_MESSAGES = {
+FAILURE_MESSAGES: dict[str, str] = {
     RequestStatus.TIMEOUT: "The assistant did not answer in time.",
     RequestStatus.ERROR: "The assistant could not answer.",
 }
@@ -131,7 +131,7 @@ class _EventStreamNegotiation(DefaultContentNegotiation):
     """
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
         if _wants_event_stream(request):
             return JSONRenderer(), JSONRenderer.media_type
@@ -147,9 +147,14 @@ class RouteRefSerializer(serializers.Serializer):
     name = serializers.CharField()
 
 
-class RoutingInfoSerializer(serializers.Serializer):
-    source = serializers.ChoiceField(choices=RoutingSource.choices, allow_null=True)
-    confidence = serializers.FloatField(allow_null=True)
+# Inline: a serializer class cannot declare a field named `source` (Field.source).
+ROUTING_INFO = inline_serializer(
+    name="RoutingInfo",
+    fields={
+        "source": serializers.ChoiceField(choices=RoutingSource.choices, allow_null=True),
+        "confidence": serializers.FloatField(allow_null=True),
+    },
+)
 
 
 class RequestTimingsSerializer(serializers.Serializer):
@@ -163,7 +168,7 @@ class RequestObjectSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=RequestStatus.choices)
     route = RouteRefSerializer(allow_null=True)
-    routing = RoutingInfoSerializer()
+    routing = ROUTING_INFO
     answer = serializers.CharField()
     cached = serializers.BooleanField()
     escalated = serializers.BooleanField()
@@ -234,10 +239,17 @@ class RequestCreateInputSerializer(serializers.Serializer):
     # Shape only (types). Whether the text, route and location are acceptable is
     # request_validate()'s decision, so the API and the console give the same messages.
     text = StrictCharField(
+        required=True,
+        allow_null=False,
         help_text="What is going on, 1-4000 characters.",
-        error_messages={"invalid": "Describe what is going on as text."},
+        error_messages={
+            "required": "Describe what is going on (text is required).",
+            "null": "Describe what is going on (text is required).",
+            "invalid": "Describe what is going on as text.",
+        },
     )
     route = StrictCharField(
+        default="auto",
         help_text="`auto` (default) or an enabled route's slug.",
         error_messages={"invalid": "Route must be 'auto' or a route's slug."},
     )
@@ -280,8 +292,9 @@ def parse_moment(value: str, *, end_of_day: bool) -> datetime:
     """
     value = value.strip()
     try:
-        moment = parse_datetime(value)
-        day = None if moment is not None else parse_date(value)
+        # Date first: parse_datetime would also read a bare date, as midnight.
+        day = parse_date(value)
+        moment = None if day is not None else parse_datetime(value)
     except ValueError:
         moment = day = None
     if moment is None and day is None:
@@ -346,7 +359,9 @@ class RequestListCreateApi(APIView):
         ],
         responses={
             (201, "application/json"): OpenApiResponse(
-                RequestObjectSerializer, description="The request, answered and logged."
+                RequestObjectSerializer,
+                description="The request, answered and logged; with `Accept: text/event-stream` "
+                "the same answer as server-sent events.",
             ),
             (201, EVENT_STREAM): OpenApiResponse(
                 OpenApiTypes.STR, description="Server-sent events: route, delta..., done or error."

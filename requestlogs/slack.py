@@ -126,6 +126,7 @@ def _when(log: RequestLog) -> str:
 
 def slack_message_build(*, kind: AlertKind, log: RequestLog, detail: str = "") -> dict[str, Any]:
     """The webhook payload for one alert: a plain ``text`` fallback plus ``blocks``."""
+    kind = AlertKind(kind)
     header = _HEADERS[kind]
     route = _route_label(log)
     status = RequestStatus(log.status).label if log.status in RequestStatus.values else log.status
@@ -239,6 +240,7 @@ def slack_alert_submit(
 
     The future resolves to True when Slack answered 2xx, False otherwise; it never raises.
     """
+    kind = AlertKind(kind)
     if not getattr(config, _SWITCHES[kind]) or not config.slack_webhook_url:
         return None
     try:

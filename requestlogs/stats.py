@@ -143,8 +143,8 @@ def timing_stats(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
     if use_database:
         aggregates |= _percentile_aggregates()
 
-    per_route = {
-        values["route_id"]: values
+    per_route: dict[int, dict[str, Any]] = {
+        values["route_id"]: dict(values)
         for values in qs.filter(route__isnull=False).values("route_id").annotate(**aggregates)
     }
     overall = qs.aggregate(**aggregates)

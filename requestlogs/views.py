@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -55,8 +56,12 @@ def _distinct_locations(locations: list[str]) -> list[str]:
 @login_required
 @ensure_csrf_cookie
 def console(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not user.is_authenticated:  # login_required has sent anonymous people away already
+        raise PermissionDenied
     catalog = route_catalog_get()
-    own = request_logs_visible_to(request.user).filter(user=request.user)
+    # The selector lets staff see everyone's requests; the console lists the person's own.
+    own = request_logs_visible_to(user).filter(user=user)
     history = list(own.order_by("-created_at")[:HISTORY_SIZE])
     locations = _distinct_locations(
         list(own.exclude(location="").values_list("location", flat=True)[:LOCATION_SCAN])

@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
@@ -16,7 +15,7 @@ from routing.models import KnowledgeEntry, Route
 from routing.services import (
     knowledge_entry_delete,
     knowledge_entry_save,
-    route_catalog_invalidate,
+    route_delete,
     route_save,
     route_update,
 )
@@ -121,13 +120,8 @@ class RouteAdmin(admin.ModelAdmin):
             knowledge_entry_save(entry=entry)
         formset.save_m2m()
 
-    @transaction.atomic
     def delete_model(self, request: HttpRequest, obj: Route) -> None:
-        # No route_delete service exists; deleting is rare (disable instead), but the cached
-        # catalog must forget the route now and once this commits.
-        obj.delete()
-        route_catalog_invalidate()
-        transaction.on_commit(route_catalog_invalidate)
+        route_delete(route=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         for route in queryset:

@@ -1,7 +1,8 @@
 """The local router: a text classifier trained from the routes' example utterances.
 
-scikit-learn does the learning (TF-IDF over word and character n-grams, a linear model,
-probabilities calibrated by cross-validation). Prediction is done by hand from the fitted
+scikit-learn does the learning (TF-IDF over word and character n-grams, a linear SVM,
+probabilities calibrated by cross-validated sigmoid fitting, so that "0.8" means right
+about four times in five). Prediction is done by hand from the fitted
 parameters - a sparse dot product and a sigmoid - because sklearn's per-call input
 validation costs more than the arithmetic for a single short text; a test checks both
 paths agree.
@@ -12,14 +13,14 @@ import math
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.svm import LinearSVC
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class TextClassifier:
                 ),
             ]
         )
-        base = make_pipeline(features, LogisticRegression(C=20.0, max_iter=2000))
+        # LinearSVC: as accurate as logistic regression here and ten times faster to train
+        # (measured on routing/data: see the README), which matters at every retrain.
+        base = make_pipeline(features, LinearSVC(C=1.0))
         folds = max(2, min(5, min(labels.count(label) for label in set(labels))))
         model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False)
         model.fit(texts, labels)
@@ -79,33 +82,49 @@ class TextClassifier:
 
 
 class FastClassifier(TextClassifier):
-    """The same model, predicting from its extracted parameters without sklearn's overhead."""
+    """The same model, predicting from its extracted parameters without sklearn's overhead.
+
+    sklearn's ``transform`` spends ~0.5 ms per call validating and building a sparse
+    matrix for one short text; the arithmetic itself is a few dozen dictionary lookups
+    and one small matrix product. Same numbers, a tenth of the time.
+    """
 
     def __init__(self, pipeline: CalibratedClassifierCV, labels: Sequence[str]) -> None:
         super().__init__(pipeline, labels)
         calibrated = pipeline.calibrated_classifiers_[0]
         fitted = calibrated.estimator
-        union, logreg = fitted.steps[0][1], fitted.steps[-1][1]
-        self._vectorizers = [v for _, v in union.transformer_list]
-        self._coef = np.ascontiguousarray(logreg.coef_.T)  # (features, classes or 1)
-        self._intercept = logreg.intercept_
+        union, linear = fitted.steps[0][1], fitted.steps[-1][1]
+        self._features: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
+        offset = 0
+        for _, vectorizer in union.transformer_list:
+            # TfidfVectorizer(sublinear_tf=True, norm="l2"): weight = (1 + ln tf) * idf.
+            self._features.append(
+                (vectorizer.build_analyzer(), vectorizer.vocabulary_, vectorizer.idf_, offset)
+            )
+            offset += len(vectorizer.vocabulary_)
+        self._coef = np.ascontiguousarray(linear.coef_.T)  # (features, classes or 1)
+        self._intercept = linear.intercept_.astype(float)
         # Sigmoid calibration: one (a, b) pair per class, p = 1 / (1 + exp(a*f + b)).
-        self._calibrators = [(c.a_, c.b_) for c in calibrated.calibrators]
+        self._calibrators = [(float(c.a_), float(c.b_)) for c in calibrated.calibrators]
         self._binary = len(self.labels) == 2
 
     def predict_proba(self, text: str) -> dict[str, float]:
         doc = normalise(text)
-        scores = self._intercept.astype(float).copy()
-        offset = 0
-        for vectorizer in self._vectorizers:
-            row = vectorizer.transform([doc])
-            if row.nnz:
-                scores += row.data @ self._coef[row.indices + offset]
-            offset += len(vectorizer.vocabulary_)
-        if self._binary:
-            decision = [float(scores[0])]
-        else:
-            decision = [float(s) for s in scores]
+        scores = self._intercept.copy()
+        for analyze, vocabulary, idf, offset in self._features:
+            counts: dict[int, int] = {}
+            for gram in analyze(doc):
+                index = vocabulary.get(gram)
+                if index is not None:
+                    counts[index] = counts.get(index, 0) + 1
+            if not counts:
+                continue
+            indices = np.fromiter(counts, dtype=np.intp, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=float, count=len(counts))
+            weights = (1.0 + np.log(tf)) * idf[indices]
+            weights /= math.sqrt(float(weights @ weights))
+            scores += weights @ self._coef[indices + offset]
+        decision = scores.tolist()
         raw = [
             1.0 / (1.0 + math.exp(min(a * d + b, 700.0)))
             for (a, b), d in zip(self._calibrators, decision, strict=True)

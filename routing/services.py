@@ -57,6 +57,13 @@ def route_update(*, route: Route, **changes: Any) -> Route:
 
 
 @transaction.atomic
+def route_delete(*, route: Route) -> None:
+    """Delete a route no request has used (logged requests protect their route)."""
+    route.delete()
+    _invalidate_now_and_on_commit()
+
+
+@transaction.atomic
 def route_utterance_add(*, route: Route, text: str) -> bool:
     """Add one example utterance to a route; False if it was already there."""
     text = " ".join(text.split())

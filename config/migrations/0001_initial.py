@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
             name='SystemConfig',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('routing_strategy', models.CharField(choices=[('hybrid', 'Hybrid: rules, then local classifier, LLM only when unsure'), ('local', 'Local classifier (no network)'), ('rules', 'Keyword rules'), ('llm', 'LLM router (the old way: one extra model call)')], default='llm', help_text="How a request with route 'Auto' is routed.", max_length=16)),
+                ('routing_strategy', models.CharField(choices=[('hybrid', 'Hybrid: rules, then local classifier, LLM only when unsure'), ('local', 'Local classifier (no network)'), ('rules', 'Keyword rules'), ('llm', 'LLM router (the old way: one extra model call)')], default='hybrid', help_text="How a request with route 'Auto' is routed.", max_length=16)),
                 ('confidence_threshold', models.FloatField(default=0.6, help_text='Below this confidence a routing decision is treated as unsure.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
                 ('llm_routing_enabled', models.BooleanField(default=True, help_text='Allow the LLM router to be asked when other strategies are unsure.')),
                 ('llm_routing_model', models.CharField(default='gpt-4.1-mini', max_length=100)),

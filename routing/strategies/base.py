@@ -37,6 +37,9 @@ class RoutingStrategy(ABC):
 
     name: ClassVar[str]
 
+    def warm(self, catalog: RouteCatalog) -> None:
+        """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
+
     @abstractmethod
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot

@@ -21,6 +21,10 @@ class HybridStrategy(RoutingStrategy):
         self.local = LocalStrategy()
         self.llm = LLMStrategy()
 
+    def warm(self, catalog: RouteCatalog) -> None:
+        emergency_match("warm-up", catalog)
+        self.local.warm(catalog)
+
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:

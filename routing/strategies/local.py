@@ -13,6 +13,9 @@ class LocalStrategy(RoutingStrategy):
 
     name = "local"
 
+    def warm(self, catalog: RouteCatalog) -> None:
+        local_router_model.get(catalog.fingerprint)
+
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:

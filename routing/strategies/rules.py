@@ -32,14 +32,21 @@ A few cheap guards remove the commonest false alarms; each errs towards keeping 
   "he got fired": they are rare at a venue desk and a wrong emergency costs less than a
   missed one.
 * Device context: a handful of words are emergencies about people but routine about
-  equipment ("fell", "collapsed", "unresponsive", "not responding", "blacked out",
-  "smashed", "shattered"; "leak" next to "code"/"memory"/"data"). These single words are
-  ignored when an equipment word sits just before them (three words) or just after them
-  (two words): "the projector fell, nobody hurt" and "kiosk unresponsive" are tech, while
-  "a customer fell" and "projector fell and hit a customer" stay emergencies.
+  equipment ("fell", "collapsed", "unresponsive", "not responding", "won't wake up",
+  "blacked out", "went dark", "lights went out", "smashed", "shattered"; "faint" next to
+  "image"/"sound"; "leak" next to "code"/"memory"/"data"; "tripped" next to "golf"/"team").
+  They are ignored when such a word sits just before them (three words, not counting "in
+  bay 3") or just after them (two words), unless a person comes first: "the projector
+  fell, nobody hurt" and "kiosk unresponsive" are tech, while "a customer fell", "a man
+  collapsed at the kiosk" and "projector fell and hit a customer" stay emergencies.
   Hazards are never context-suppressed: "projector sparking", "smoking outlet".
+* Wording requests: a text that opens with "write", "draft", "rewrite", "post",
+  "apology"... (or "reply to"/"respond to" a review, comment or message) asks for words
+  about something, which is BrandTone's job: "write an apology for last night's power
+  outage". "How do I respond to a fire alarm" and anything about an "incident" still match.
 * Typos: emergency words of seven or more letters also match one dropped, added or swapped
-  letter, or one wrong vowel ("unconcious", "siezure", "ambulence", "emergancy").
+  letter, or one wrong vowel ("unconcious", "ambulence", "emergancy"); common misspellings
+  of shorter words are listed as keywords ("siezure").
 
 Other routes: the score of a route is the sum of its matched phrases' weights (a phrase
 of n content words weighs n, so longer phrases count more); the best score wins, lower
@@ -53,6 +60,7 @@ instance behind a lock, so ``decide`` costs tens of microseconds.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -66,6 +74,7 @@ from routing.strategies.base import RouteDecision, RoutingStrategy
 
 # --------------------------------------------------------------------------- text handling
 
+# fmt: off
 _TOKEN_RE = re.compile(r"[a-z0-9]+|[.!?;,:()\n]")
 _BREAK_PUNCT = frozenset(".!?;,:()\n")
 # Words that end a clause as punctuation does (for the negation scope).
@@ -73,9 +82,11 @@ _BREAK_WORDS = frozenset({"but", "though", "although", "however", "yet", "except
 
 # Words skipped inside phrases, on both sides (dropped from keywords, skipped in the text).
 FILLERS = frozenset(
-    {"a", "an", "the", "is", "are", "was", "were", "be", "been", "its", "all", "just",
-     "really", "very", "so", "this", "that", "some", "still", "now", "totally",
-     "completely", "badly", "s", "of", "has", "have"}
+    {
+        "a", "an", "the", "is", "are", "was", "were", "be", "been", "its", "all", "just",
+        "really", "very", "so", "this", "that", "some", "still", "now", "totally", "completely",
+        "badly", "s", "of", "has", "have",
+    }
 )
 # Skipped in the text between two words of a phrase, but kept when written in a keyword:
 # "rolled ankle" matches "rolled his ankle", while "hit her" stays two words.
@@ -83,56 +94,104 @@ POSSESSIVES = frozenset({"my", "his", "her", "their", "our", "your", "its"})
 _MAX_GAP = 2  # filler words allowed between two words of a phrase
 
 _NEGATORS = frozenset(
-    {"no", "not", "nobody", "nobodys", "noone", "none", "never", "without", "nothing",
-     "isnt", "wasnt", "arent", "werent", "aint", "neither", "nor"}
+    {
+        "no", "not", "nobody", "nobodys", "noone", "none", "never", "without", "nothing", "isnt",
+        "wasnt", "arent", "werent", "aint", "neither", "nor",
+    }
 )
 # Words that may sit between a negator and what it negates ("no one was hurt").
 _NEGATION_FILLERS = frozenset(
-    {"one", "ones", "is", "was", "were", "are", "be", "been", "being", "got", "get", "gets",
-     "getting", "has", "have", "had", "seems", "seem", "seemed", "appears", "appear",
-     "looks", "look", "actually", "really", "seriously", "badly", "any", "anyone",
-     "anybody", "a", "an", "the", "visible", "obvious", "real", "sign", "signs", "of",
-     "on", "in", "it", "its", "them", "us", "that", "like", "an", "actual", "more", "else"}
+    {
+        "one", "ones", "is", "was", "were", "are", "be", "been", "being", "got", "get", "gets",
+        "getting", "has", "have", "had", "seems", "seem", "seemed", "appears", "appear", "looks",
+        "look", "actually", "really", "seriously", "badly", "any", "anyone", "anybody", "a", "an",
+        "the", "visible", "obvious", "real", "sign", "signs", "of", "on", "in", "it", "its",
+        "them", "us", "that", "like", "actual", "more", "else",
+    }
 )
 _NEGATION_WINDOW = 3
 # "oh no, fire!": "no" after these is an exclamation, not a negation.
 _EXCLAMATIONS = frozenset({"oh", "uh", "omg", "ohh", "ahh"})
 
-# Harmless phrases: an emergency keyword match inside one of these is ignored.
+# Harmless phrases: an emergency keyword match lying wholly inside one of these is ignored
+# ("customer was hit by accident" still matches "hit by"). Never list a phrase that can
+# also describe a real incident ("cut off", "fire back", "hurt our ...staff").
 IDIOMS: tuple[str, ...] = (
-    "fire up", "fired up", "firing up", "fire it up", "fire them up", "fire that up",
-    "fire off", "fired off", "fire away", "fire back", "fire tv", "fire stick",
-    "fire sale", "fire an email", "fire over", "fire me", "got fired", "get fired",
-    "getting fired", "been fired",
-    "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
-    "smoke free", "wont hurt", "wouldnt hurt", "doesnt hurt", "cant hurt", "couldnt hurt",
-    "never hurts", "hurt to ask", "hurt our", "hurting our", "hurt business",
-    "hurt sales", "hurt the business", "family emergency", "personal emergency",
-    "emergency at home", "emergency contact", "cut short", "cut off", "cut out", "cuts out",
-    "cutting out",
+    "fire up", "fired up", "firing up", "fire it up", "fire them up", "fire that up", "fire off",
+    "fired off", "fire away", "fire tv", "fire stick", "fire sale", "fire an email", "fire me",
+    "got fired", "get fired", "getting fired", "been fired", "fire code", "fire inspection",
+    "fire drill", "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
+    "smoke free", "for a smoke", "out for a smoke", "allowed to smoke", "can customers smoke",
+    "can people smoke", "can guests smoke", "wont hurt", "wouldnt hurt", "doesnt hurt",
+    "cant hurt", "couldnt hurt", "never hurts", "hurt to ask", "hurt our business",
+    "hurt our sales", "hurt our reviews", "hurt our numbers", "hurting our business",
+    "hurting our sales", "hurting our reviews", "hurting our numbers", "hurt the business",
+    "hurt business", "hurt sales", "family emergency", "personal emergency",
+    "emergency at home", "emergency contact", "cut short", "got cut short", "cut out",
+    "cuts out", "cutting out", "burnt out", "burned out", "burns out",
+)
+
+# Requests for *wording* about an incident ("write an apology for last night's power
+# outage", "reply to this review about the fire alarm") are BrandTone work, not an incident
+# in progress: when the text opens with one of these verbs, emergency keywords don't force.
+# "reply"/"respond" only count when a review, comment, post or message follows ("how do I
+# respond to a fire alarm" is still an emergency), and nothing mentioning an "incident"
+# (incident reports are the emergency route's job) is ever treated as wording.
+_WORDING_VERBS = frozenset(
+    {
+        "write", "draft", "rewrite", "reword", "compose", "caption", "tweet", "translate",
+        "proofread", "polish", "edit", "summarize", "summarise", "announce", "apology",
+        "apologize", "apologise", "post",
+    }
+)
+_REPLY_VERBS = frozenset({"reply", "respond", "answer"})
+_REPLY_OBJECTS = frozenset(
+    {
+        "review", "reviews", "comment", "comments", "post", "email", "message", "dm", "tweet",
+        "feedback", "complaint",
+    }
+)
+_POLITE = frozenset(
+    {
+        "please", "pls", "plz", "can", "could", "would", "will", "you", "u", "help", "me", "us",
+        "hey", "hi", "quick", "quickly", "i", "need", "needs", "to", "we", "want", "ok", "okay",
+        "so", "just", "a", "an", "the", "lets", "let", "should", "how", "do", "go", "ahead",
+        "and",
+    }
 )
 
 # Equipment words: context that makes some person-words routine (see module docstring).
 DEVICE_WORDS = frozenset(
-    {"projector", "screen", "screens", "tv", "tvs", "monitor", "pc", "computer", "kiosk",
-     "tablet", "touchscreen", "trackman", "sim", "simulator", "software", "program", "app",
-     "system", "display", "mat", "net", "netting", "mount", "bracket", "speaker",
-     "speakers", "remote", "keypad", "unit", "camera", "printer", "router", "modem",
-     "laptop", "ipad", "phone", "website", "site", "page", "server", "game", "radar",
-     "lamp", "shelf", "sign", "frame", "enclosure", "curtain", "wifi", "network",
-     "internet", "windows", "device", "machine", "terminal", "reader", "pos", "bulb",
-     "hdmi", "cable", "box", "stand", "rack", "tee", "club", "clubs", "mouse", "keyboard",
-     "controller", "projectors", "monitors", "computers", "kiosks"}
+    {
+        "projector", "screen", "screens", "tv", "tvs", "monitor", "pc", "computer", "kiosk",
+        "tablet", "touchscreen", "trackman", "sim", "simulator", "software", "program", "app",
+        "system", "display", "mat", "net", "netting", "mount", "bracket", "speaker", "speakers",
+        "remote", "keypad", "unit", "camera", "printer", "router", "modem", "laptop", "ipad",
+        "phone", "website", "site", "page", "server", "game", "radar", "lamp", "shelf", "sign",
+        "frame", "enclosure", "curtain", "wifi", "network", "internet", "windows", "device",
+        "machine", "terminal", "reader", "pos", "bulb", "hdmi", "cable", "box", "stand", "rack",
+        "tee", "club", "clubs", "mouse", "keyboard", "controller", "projectors", "monitors",
+        "computers", "kiosks",
+    }
 )
-_DATA_WORDS = frozenset({"code", "codes", "memory", "data", "info", "password", "pin",
-                         "details", "email", "list", "numbers", "address"})
-_FAINT_WORDS = DEVICE_WORDS | {"image", "picture", "line", "lines", "sound", "audio", "noise",
-                               "buzz", "buzzing", "hum", "glow", "outline", "text", "mark",
-                               "marks", "beep", "signal", "colour", "color", "print"}
-_TRIP_WORDS = frozenset({"golf", "team", "road", "business", "group", "weekend", "company",
-                         "field", "school", "planning", "plan", "ski", "fishing", "day"})
+_DATA_WORDS = frozenset(
+    {
+        "code", "codes", "memory", "data", "info", "password", "pin", "details", "email", "list",
+        "numbers", "address",
+    }
+)
+_FAINT_WORDS = DEVICE_WORDS | {
+    "image", "picture", "line", "lines", "sound", "audio", "noise", "buzz", "buzzing", "hum",
+    "glow", "outline", "text", "mark", "marks", "beep", "signal", "colour", "color", "print",
+}
+_TRIP_WORDS = frozenset(
+    {
+        "golf", "team", "road", "business", "group", "weekend", "company", "field", "school",
+        "planning", "plan", "ski", "fishing", "day",
+    }
+)
 # keyword -> context words that make it routine. Keys are compared by stems, so "fell"
-# also covers a "fall"-free spelling like "fell", and "leak" covers "leaking/leaked".
+# also covers the keywords "leaking" and "leaked", and "faint" covers "fainted".
 CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
     "fell": DEVICE_WORDS,
     "collapsed": DEVICE_WORDS,
@@ -140,6 +199,8 @@ CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
     "not responding": DEVICE_WORDS,
     "blacked out": DEVICE_WORDS,
     "went dark": DEVICE_WORDS,
+    "lights went out": DEVICE_WORDS,
+    "wont respond": DEVICE_WORDS,
     "wont wake up": DEVICE_WORDS,
     "not waking up": DEVICE_WORDS,
     "isnt waking up": DEVICE_WORDS,
@@ -149,12 +210,25 @@ CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
     "faint": _FAINT_WORDS,
     "tripped": _TRIP_WORDS,
 }
+# A person just before the word wins over equipment: "a man collapsed at the kiosk".
+PERSON_WORDS = frozenset(
+    {
+        "man", "woman", "guy", "lady", "customer", "guest", "kid", "child", "someone", "somebody",
+        "person", "he", "she", "they", "staff", "employee", "coworker", "player", "golfer",
+        "girl", "boy", "member", "attendant", "dad", "mom", "father", "mother", "son", "daughter",
+        "friend", "teen", "teenager", "senior", "gentleman", "men", "women", "people", "hes",
+        "shes", "theyre", "him", "her", "them",
+    }
+)
 _CONTEXT_BEFORE = 3
 _CONTEXT_AFTER = 2
 # Not counted in the context window: "the mouse in bay 3 is not responding".
-_CONTEXT_SKIP = frozenset({"bay", "in", "at", "on", "the", "a", "an", "is", "was", "are", "were",
-                           "and", "s", "its", "just", "still", "now", "totally", "completely",
-                           "has", "have", "got", "keeps", "kept"})
+_CONTEXT_SKIP = frozenset(
+    {
+        "bay", "in", "at", "on", "the", "a", "an", "is", "was", "are", "were", "and", "s", "its",
+        "just", "still", "now", "totally", "completely", "has", "have", "got", "keeps", "kept",
+    }
+)
 
 # Typo tolerance on emergency words of this many characters (stemmed) or more.
 _FUZZY_MIN_LEN = 7
@@ -163,10 +237,13 @@ _VOWELS = frozenset("aeiouy")
 _FUZZY_SAFE = frozenset({"concession", "concessions", "emergent", "conscious"})
 
 
+# fmt: on
+
 # Words the suffix rules would send onto an emergency word's stem ("policy" -> "polic").
 _STEM_EXCEPTIONS = {"policy": "policy", "policies": "policy", "here": "here"}
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A crude suffix stripper: inflections of one word meet on the same stem."""
     w = word
@@ -199,8 +276,10 @@ _FILLER_STEMS = frozenset(stem(w) for w in FILLERS | POSSESSIVES)
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.casefold()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
     return text.replace("'", "").replace("\u2019", "").replace("`", "")
 
 
@@ -239,9 +318,7 @@ def _find(stems: list[str], phrase: tuple[str, ...], start: int) -> int | None:
     i = start + 1
     for part in phrase[1:]:
         gap = 0
-        while (
-            i < len(stems) and stems[i] != part and stems[i] in _FILLER_STEMS and gap < _MAX_GAP
-        ):
+        while i < len(stems) and stems[i] != part and stems[i] in _FILLER_STEMS and gap < _MAX_GAP:
             i += 1
             gap += 1
         if i >= len(stems) or stems[i] != part:
@@ -266,10 +343,7 @@ def _near_typo(a: str, b: str) -> bool:
             return j == i + 1 and a[i] == b[j] and a[j] == b[i]
         return False
     short, long_ = (a, b) if la < lb else (b, a)
-    for i in range(len(long_)):
-        if long_[:i] + long_[i + 1 :] == short:
-            return True
-    return False
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 def _deletes(word: str) -> set[str]:
@@ -356,9 +430,7 @@ def _correct_typos(stems: list[str], compiled: _Compiled) -> list[str]:
         if len(s) < _FUZZY_MIN_LEN - 1 or s in compiled.vocabulary or s in _FUZZY_SAFE:
             continue
         for variant in _deletes(s):
-            hit = next(
-                (t for t in compiled.fuzzy_index.get(variant, ()) if _near_typo(s, t)), None
-            )
+            hit = next((t for t in compiled.fuzzy_index.get(variant, ()) if _near_typo(s, t)), None)
             if hit is not None:
                 if out is stems:
                     out = list(stems)
@@ -384,9 +456,7 @@ def _negated(text: _Text, start: int) -> bool:
     while i >= 0 and text.clauses[i] == clause:
         word = text.words[i]
         if word in _NEGATORS:
-            if word == "no" and i > 0 and text.words[i - 1] in _EXCLAMATIONS:
-                return False
-            return True
+            return not (word == "no" and i > 0 and text.words[i - 1] in _EXCLAMATIONS)
         # "no one": "one" is a filler after the negator "no"
         if word not in _NEGATION_FILLERS or skipped >= _NEGATION_WINDOW:
             return False
@@ -396,17 +466,38 @@ def _negated(text: _Text, start: int) -> bool:
 
 
 def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> bool:
-    """An equipment (or other context) word just before or just after the match."""
+    """An equipment (or other context) word just before or just after the match.
+
+    Scans outwards; a person word met first before the match settles it the other way.
+    """
     clause = text.clauses[start]
     for step, limit, i in ((-1, _CONTEXT_BEFORE, start - 1), (1, _CONTEXT_AFTER, end)):
         counted = 0
         while 0 <= i < len(text.words) and text.clauses[i] == clause and counted < limit:
-            if text.stems[i] in context or text.words[i] in context:
-                return True
             word = text.words[i]
+            if text.stems[i] in context or word in context:
+                return True
+            if step < 0 and word in PERSON_WORDS:
+                return False
             if word not in _CONTEXT_SKIP and not word.isdigit():
                 counted += 1
             i += step
+    return False
+
+
+def _is_wording_request(text: _Text) -> bool:
+    """The text asks for words about something ("write an apology for the outage")."""
+    words = text.words
+    if "incident" in words or "incidents" in words:
+        return False
+    for i, word in enumerate(words[:8]):
+        if word in _POLITE:
+            continue
+        if word in _WORDING_VERBS:
+            return True
+        if word in _REPLY_VERBS:
+            return any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 5])
+        return False
     return False
 
 
@@ -421,6 +512,7 @@ def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[
     stems = _correct_typos(text.stems, compiled)
     found: list[_Match] = []
     idioms: list[tuple[int, int]] | None = None
+    wording: bool | None = None
     for i, s in enumerate(stems):
         for phrase in compiled.by_first.get(s, ()):
             if emergency_only and not phrase.emergency:
@@ -429,9 +521,13 @@ def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[
             if end is None:
                 continue
             if phrase.emergency:
+                if wording is None:
+                    wording = _is_wording_request(text)
+                if wording:
+                    continue
                 if idioms is None:
                     idioms = _idiom_spans(stems, compiled)
-                if any(a < end and i < b for a, b in idioms):
+                if any(a <= i and end <= b for a, b in idioms):
                     continue
                 if _negated(text, i):
                     continue

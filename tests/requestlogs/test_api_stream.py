@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from assistants.backends import AssistantError, Completion, FailureKind, TextDelta
@@ -45,6 +46,17 @@ def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
         assert set(fields) == {"event", "data"}
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+def close_response(response, monkeypatch) -> None:
+    """Close a response as the WSGI server does, but keep the test's database connection.
+
+    Closing fires ``request_finished``, whose ``close_old_connections`` would close the
+    connection that holds the test's transaction.
+    """
+    with monkeypatch.context() as patch:
+        patch.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)
+        response.close()
 
 
 def slow_stream(self, request) -> Iterator[TextDelta | Completion]:
@@ -165,7 +177,9 @@ class TestStreamWithTheTestClient:
         assert data["error"]
         assert RequestLog.objects.get(pk=data["id"]).status == RequestStatus.ERROR
 
-    def test_closing_the_stream_after_the_first_event_marks_the_row_final(self, client, routes):
+    def test_closing_the_stream_after_the_first_event_marks_the_row_final(
+        self, client, routes, monkeypatch
+    ):
         response = client.post(
             URL, {"text": "TrackMan frozen in bay 3", "route": "tech"}, format="json", headers=SSE
         )
@@ -173,7 +187,7 @@ class TestStreamWithTheTestClient:
         first = parse_sse(next(chunks))
         assert first[0][0] == "route"
 
-        response.close()  # what the server does when the client goes away
+        close_response(response, monkeypatch)  # what the server does when the client goes away
 
         row = RequestLog.objects.get(pk=first[0][1]["id"])
         assert row.status == RequestStatus.ABANDONED

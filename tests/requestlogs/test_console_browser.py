@@ -11,11 +11,12 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from django.conf import settings
+from django.test import Client
 
 from requestlogs.models import Channel, RequestLog, RequestStatus
 from routing.models import Route
 from tests.requestlogs.factories import PASSWORD, UserFactory
-from tests.routing.factories import RouteFactory
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls stay synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -45,20 +46,22 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-# The default routes as the data migration creates them; only used when it has not run.
-DEFAULT_ROUTES = [
-    {
-        "slug": "emergency",
-        "name": "Emergency",
-        "is_emergency": True,
-        "safety_preamble": "If anyone is hurt or in danger, call 911 now.",
-        "keywords": "smoke\nfire\ninjured\nbleeding\nflooding",
-        "priority": 0,
-    },
-    {"slug": "booking", "name": "Booking & Access", "keywords": "booking\nlocked out\ndoor code"},
-    {"slug": "tech", "name": "TechSupport", "keywords": "trackman\nprojector\nfrozen"},
-    {"slug": "brand", "name": "BrandTone", "keywords": "review\ngift card\nmembership"},
-]
+# The default routes come from routing's data migration (slugs and names are the API's).
+DEFAULT_ROUTES = {
+    "emergency": "Emergency",
+    "booking": "Booking & Access",
+    "tech": "TechSupport",
+    "brand": "BrandTone",
+}
+
+
+@pytest.fixture(autouse=True)
+def _static_without_manifest(settings):
+    # The pages name static files; tests run without collectstatic's manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +78,17 @@ def browser() -> Iterator[object]:
             browser.close()
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
-def default_routes() -> dict[str, Route]:
-    """The migrated default routes; created here only if the data migration is missing."""
-    for spec in DEFAULT_ROUTES:
-        if not Route.objects.filter(slug=spec["slug"]).exists():
-            RouteFactory(**spec)
-    return {r.slug: r for r in Route.objects.filter(slug__in=[s["slug"] for s in DEFAULT_ROUTES])}
+def default_routes() -> dict[str, str]:
+    """The migrated default routes, restored by the serialized rollback before each test."""
+    names = dict(Route.objects.filter(enabled=True).values_list("slug", "name"))
+    assert {slug: names.get(slug) for slug in DEFAULT_ROUTES} == DEFAULT_ROUTES
+    return names
 
 
 @pytest.fixture
@@ -90,26 +97,32 @@ def desk_user():
 
 
 @pytest.fixture
-def page(browser, live_server, desk_user, default_routes):
-    """A signed-in tablet-sized page on the console, failing the test on any script error."""
+def new_page(browser, live_server, default_routes):
+    """A tablet-sized (1024x768) page on the live server; any script error fails the test."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1024, "height": 768}, has_touch=False
-    )
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1024, "height": 768})
     context.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto("/")
-    page.get_by_label("Username").fill(desk_user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server.url}/")
     yield page
     context.close()
     assert errors == [], f"script errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(new_page, live_server, desk_user):
+    """The console, signed in as the desk user (through a session cookie: no login page)."""
+    client = Client()
+    client.force_login(desk_user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    new_page.context.add_cookies(
+        [{"name": cookie.key, "value": cookie.value, "url": live_server.url}]
+    )
+    new_page.goto("/")
+    return new_page
 
 
 def sse(*events: tuple[str, dict]) -> str:
@@ -132,9 +145,18 @@ def request_object(**overrides) -> dict:
     return body
 
 
-def test_login_ask_stream_and_feedback(page, desk_user):
+def test_login_ask_stream_and_feedback(new_page, live_server, desk_user):
     """The whole path: log in, Ctrl+Enter, route badge, streamed answer, timings, feedback."""
     from playwright.sync_api import expect
+
+    page = new_page
+    page.goto("/")
+    expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
+    page.get_by_label("Username").fill(desk_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{live_server.url}/")
+    expect(page.get_by_role("banner")).to_contain_text("Front Desk")
 
     text = page.get_by_label("Describe the request")
     expect(text).to_be_focused()
@@ -177,7 +199,7 @@ def test_login_ask_stream_and_feedback(page, desk_user):
 def test_not_helpful_with_a_comment_and_escalate(page):
     from playwright.sync_api import expect
 
-    page.get_by_label("Route").select_option(label="TechSupport")
+    page.get_by_label("Route", exact=True).select_option(label="TechSupport")
     page.get_by_label("Location").fill("Bedford, bay 3")
     page.get_by_label("Describe the request").fill("Projector in bay 3 shows no picture")
     page.get_by_role("button", name="Send request").click()

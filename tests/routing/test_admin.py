@@ -313,9 +313,11 @@ def test_bulk_delete_is_not_offered_but_disabling_is(
 
 def test_knowledge_changelist_filters_and_searches(admin_client_):
     deposit = KnowledgeEntryFactory(title="Party deposit")
-    other = KnowledgeEntryFactory(title="Reset the TrackMan", body="Hold the power button.")
+    other = KnowledgeEntryFactory(
+        title="Reset the TrackMan", body="Press the recessed reset pin behind the unit."
+    )
 
-    response = admin_client_.get(ENTRIES, {"q": "power button"})
+    response = admin_client_.get(ENTRIES, {"q": "recessed reset pin"})
     assert list(response.context["cl"].result_list) == [other]
     response = admin_client_.get(ENTRIES, {"route__id__exact": deposit.route_id})
     assert list(response.context["cl"].result_list) == [deposit]

@@ -57,6 +57,15 @@ export function formatConfidence(value) {
   return typeof value === "number" && Number.isFinite(value) ? `${Math.round(value * 100)}%` : "";
 }
 
+function setTiming(node, value) {
+  // The number large, the unit small: "1,234" + "ms".
+  if (typeof value === "number" && Number.isFinite(value)) {
+    node.replaceChildren(document.createTextNode(msFormat.format(value)), el("span", "unit", " ms"));
+  } else {
+    node.textContent = "–";
+  }
+}
+
 function statusLabel(status) {
   return STATUS_LABELS[status] || String(status || "Unknown");
 }
@@ -208,7 +217,9 @@ class Console {
     this.statusPill = $("#status-pill");
     this.elapsed = $("#elapsed");
     this.elapsedText = $("[data-elapsed]", this.elapsed);
+    this.idle = $("#result-idle");
     this.request = $("#result-request");
+    this.requestLocation = $("#result-location");
     this.answer = $("#answer");
     this.resultError = $("#result-error");
     this.timings = $("#timings");
@@ -457,6 +468,7 @@ class Console {
     this.stopTimer();
     this.current = { id: null, text, location, answerText: "", route: null, final: null };
     this.result.hidden = false;
+    if (this.idle) this.idle.hidden = true;
     this.result.classList.remove("result--emergency", "result--done");
     this.result.classList.add("result--working");
     this.banner.hidden = true;
@@ -466,6 +478,7 @@ class Console {
     this.how.textContent = "";
     setStatusPill(this.statusPill, "received", "Working");
     this.request.textContent = text;
+    this.requestLocation.textContent = location ? ` · ${location}` : "";
     this.answer.replaceChildren();
     this.answer.setAttribute("aria-busy", "true");
     this.answer.classList.add("answer--waiting");
@@ -477,8 +490,14 @@ class Console {
     this.actions.hidden = true;
     this.startTimer();
     this.announce("Request sent. Choosing a route.");
-    if (this.result.getBoundingClientRect().top > window.innerHeight * 0.7) {
-      this.result.scrollIntoView({ behavior: "smooth", block: "start" });
+    this.revealResult();
+  }
+
+  revealResult() {
+    // Bring the answer up when it would start in the lower half of the screen.
+    if (this.result.getBoundingClientRect().top > window.innerHeight * 0.5) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      this.result.scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
     }
   }
 
@@ -513,6 +532,7 @@ class Console {
     this.how.textContent = how.join(" · ");
     this.banner.hidden = !emergency;
     this.result.classList.toggle("result--emergency", emergency);
+    if (emergency) this.revealResult();
     return emergency;
   }
 
@@ -529,20 +549,22 @@ class Console {
       );
     }
     if (data.timings_ms) {
-      const node = $('[data-timing="routing"]', this.timings);
-      node.textContent = formatMs(data.timings_ms.routing);
+      setTiming($('[data-timing="routing"]', this.timings), data.timings_ms.routing);
     }
   }
 
   onDelta(data) {
     if (!this.current || typeof data.text !== "string") return;
+    const first = !this.current.answerText;
     this.current.answerText += data.text;
     this.answer.classList.remove("answer--waiting");
     if (!this.renderQueued) {
       this.renderQueued = true;
       window.requestAnimationFrame(() => {
         this.renderQueued = false;
+        if (!this.current) return;
         renderFormatted(this.answer, this.current.answerText);
+        if (first) this.revealResult();
       });
     }
   }
@@ -558,6 +580,9 @@ class Console {
     if (data.route) {
       this.current.route = data.route;
       this.showRoute(data.route, data.routing);
+    } else if (!this.current.route) {
+      this.badge.className = "badge badge--route";
+      this.badge.textContent = "No route";
     }
     const text = this.current.answerText.trim() ? this.current.answerText : data.answer || "";
     this.current.answerText = text;
@@ -569,14 +594,14 @@ class Console {
     setStatusPill(this.statusPill, status);
     const timings = data.timings_ms || {};
     for (const key of TIMING_KEYS) {
-      $(`[data-timing="${key}"]`, this.timings).textContent = formatMs(timings[key]);
+      setTiming($(`[data-timing="${key}"]`, this.timings), timings[key]);
     }
     this.timings.hidden = false;
     if (typeof timings.total === "number") this.elapsedText.textContent = formatMs(timings.total);
 
     if (failed || status === "error" || status === "timeout") {
       const message =
-        typeof data.error === "string" && data.error && !text.trim()
+        typeof data.error === "string" && data.error
           ? data.error
           : status === "timeout"
             ? "The assistant did not answer in time. You can escalate this request."
@@ -592,6 +617,7 @@ class Console {
       this.text.value = "";
       this.updateCounter();
     }
+    this.revealResult();
     this.rememberLocation(this.current.location);
     this.prependHistory(data);
     this.announce(`Answer ${status === "ok" || status === "cached" ? "ready" : statusLabel(status).toLowerCase()}.`);
@@ -728,11 +754,10 @@ class Console {
       this.setActionStatus(`Feedback was not saved: ${error.message || "network error"}. Try again.`, "error");
       return;
     }
+    for (const button of buttons) button.disabled = false;
     this.helpfulYes.setAttribute("aria-pressed", String(helpful));
     this.helpfulNo.setAttribute("aria-pressed", String(!helpful));
-    (helpful ? this.helpfulYes : this.helpfulNo).classList.add("is-done");
     this.closeNegativeFeedback(false);
-    this.feedbackSend.disabled = false;
     this.setActionStatus(
       helpful
         ? "Thanks! Marked as helpful."
@@ -789,14 +814,17 @@ class Console {
     const status = el("span");
     setStatusPill(status, data.status || "error");
     top.appendChild(status);
-    top.appendChild(el("span", "history__ms", data.timings_ms?.total != null ? formatMs(data.timings_ms.total) : ""));
     summary.appendChild(top);
     const excerpt = this.current.text.length > 160 ? `${this.current.text.slice(0, 159)}…` : this.current.text;
     summary.appendChild(el("span", "history__text", excerpt));
+    const meta = el("span", "history__meta");
+    const total = data.timings_ms?.total;
+    if (typeof total === "number") meta.appendChild(el("span", "history__ms", formatMs(total)));
+    if (this.current.location) meta.appendChild(el("span", "history__where", this.current.location));
+    summary.appendChild(meta);
     details.appendChild(summary);
 
     const detail = el("div", "history__detail");
-    if (this.current.location) detail.appendChild(el("p", "history__location", this.current.location));
     if (this.current.answerText.trim()) {
       const answer = el("div", "answer answer--compact");
       renderFormatted(answer, this.current.answerText);
@@ -824,12 +852,12 @@ class Console {
 
 // --- Page setup -----------------------------------------------------------------------------
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const dayTimeFormat = new Intl.DateTimeFormat(undefined, {
   weekday: "short",
   day: "numeric",
   month: "short",
-  hour: "2-digit",
+  hour: "numeric",
   minute: "2-digit",
 });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });

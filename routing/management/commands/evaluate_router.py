@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config.selectors import system_config_get
-from routing.router import route_decide
+from routing.router import route_decide, strategy_get
 from routing.selectors import route_catalog_get
 from routing.strategies import STRATEGIES
 
@@ -67,8 +67,8 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"labels that are not routes: {', '.join(sorted(unknown))}")
 
-        # The first decision may train the local model; that is start-up cost, not routing.
-        route_decide(text=examples[0][0], requested="auto", catalog=catalog, config=config)
+        # Training the local model is start-up cost, not routing latency.
+        strategy_get(config.routing_strategy).warm(catalog)
 
         latencies: list[float] = []
         results: list[tuple[str, str, str, float, str]] = []
