@@ -81,7 +81,12 @@ class AssistantCall:
                     breaker.record_failure()
                 remaining = deadline - time.monotonic()
                 # Once text has reached the person a retry would show a second answer.
-                if exc.retryable and not sent_text and retries_left > 0 and remaining >= MIN_ATTEMPT_S:
+                if (
+                    exc.retryable
+                    and not sent_text
+                    and retries_left > 0
+                    and remaining >= MIN_ATTEMPT_S
+                ):
                     retries_left -= 1
                     logger.info("assistant %s failed (%s); retrying", self.backend_name, exc.kind)
                     continue

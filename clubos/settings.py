@@ -24,7 +24,9 @@ else:
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS",
-    default=["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else ["127.0.0.1", "localhost"],
+    default=["127.0.0.1", "localhost", "[::1]", "testserver"]
+    if DEBUG
+    else ["127.0.0.1", "localhost"],
 )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -35,7 +35,9 @@ class SystemConfig(models.Model):
         help_text="The route used when no strategy can decide.",
     )
     default_assistant_model = models.CharField(
-        max_length=100, default="gpt-4.1-mini", help_text="Used by routes with no model of their own."
+        max_length=100,
+        default="gpt-4.1-mini",
+        help_text="Used by routes with no model of their own.",
     )
     assistant_timeout_s = models.FloatField(
         "assistant timeout (s)",
@@ -51,7 +53,8 @@ class SystemConfig(models.Model):
     response_cache_enabled = models.BooleanField(default=False)
     response_cache_ttl_s = models.PositiveIntegerField("response cache TTL (s)", default=3600)
     slack_webhook_url = models.URLField(
-        blank=True, help_text="Incoming-webhook URL; empty uses SLACK_WEBHOOK_URL from the environment."
+        blank=True,
+        help_text="Incoming-webhook URL; empty uses SLACK_WEBHOOK_URL from the environment.",
     )
     slack_on_emergency = models.BooleanField(default=True)
     slack_on_failure = models.BooleanField(default=True)

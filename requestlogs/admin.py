@@ -6,15 +6,20 @@ Rows are written only by the request pipeline; the admin can read them, filter t
 
 from functools import cached_property
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.services import request_log_relabel
+from routing.models import Route
 from routing.services import route_utterance_add
 
 SHORT_TEXT_CHARS = 80
@@ -60,12 +65,25 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class RelabelForm(forms.Form):
+    route = forms.ModelChoiceField(
+        queryset=Route.objects.filter(enabled=True),
+        empty_label=None,
+        label="The right route",
+        help_text="The request texts are added to this route's example utterances.",
+    )
+
+
 class FeedbackFilter(admin.SimpleListFilter):
     title = "feedback"
     parameter_name = "feedback"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("helpful", "Helpful"), ("not_helpful", "Not helpful"), ("none", "No feedback")]
+        return [
+            ("helpful", "Helpful"),
+            ("not_helpful", "Not helpful (review for misroutes)"),
+            ("none", "No feedback"),
+        ]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[RequestLog]
@@ -95,6 +113,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "route",
         "routing_source",
         "confidence_pct",
+        "corrected_route",
         "status_badge",
         "cached",
         "feedback",
@@ -106,6 +125,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     list_display_links = ("created_at", "short_text")
     list_filter = (
         "route",
+        ("corrected_route", admin.RelatedOnlyFieldListFilter),
         "status",
         "routing_source",
         "cached",
@@ -113,7 +133,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "escalated",
         "channel",
     )
-    list_select_related = ("route", "user")
+    list_select_related = ("route", "user", "corrected_route")
     date_hierarchy = "created_at"
     search_fields = ("text", "location", "answer")
     search_help_text = "Searches the request text, location and answer."
@@ -122,7 +142,7 @@ class RequestLogAdmin(admin.ModelAdmin):
     # The second COUNT(*) (of the unfiltered table) is pure cost on a big log.
     show_full_result_count = False
     paginator = EstimatedCountPaginator
-    actions = ("add_to_route_examples",)
+    actions = ("relabel", "add_to_route_examples")
 
     fieldsets = (
         (
@@ -140,7 +160,18 @@ class RequestLogAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Routing", {"fields": ("route", "routing_source", "confidence_pct")}),
+        (
+            "Routing",
+            {
+                "fields": (
+                    "route",
+                    "routing_source",
+                    "confidence_pct",
+                    "corrected_route",
+                    "corrected_at",
+                )
+            },
+        ),
         (
             "Answer",
             {
@@ -244,6 +275,39 @@ class RequestLogAdmin(admin.ModelAdmin):
         return _ms(obj.total_ms, 0)
 
     # --- Actions --------------------------------------------------------------------------
+
+    @admin.action(
+        description="Re-label: these should have gone to another route (teaches the router)",
+        permissions=["relabel"],
+    )
+    def relabel(
+        self, request: HttpRequest, queryset: QuerySet[RequestLog]
+    ) -> TemplateResponse | None:
+        # Two steps on one URL: the action first shows a route picker; its form posts back
+        # here with "apply" and the same selection.
+        form = RelabelForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            route = form.cleaned_data["route"]
+            added = sum(1 for log in queryset if request_log_relabel(log=log, route=route))
+            self.message_user(
+                request,
+                f"{queryset.count()} request(s) re-labelled as {route.name}; {added} new "
+                "example(s) added. The router learns them on its next request.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/requestlogs/requestlog/relabel.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Re-label requests",
+                "opts": self.model._meta,
+                "form": form,
+                "logs": queryset.select_related("route"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     @admin.action(
         description="Add the request text to its route's example utterances",

@@ -61,11 +61,21 @@ class RequestLog(models.Model):
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     upstream_calls = models.PositiveSmallIntegerField(
-        default=0, help_text="Model calls this request made: routing and assistant, retries included."
+        default=0,
+        help_text="Model calls this request made: routing and assistant, retries included.",
     )
     cached = models.BooleanField(default=False)
     escalated = models.BooleanField(default=False)
     escalated_at = models.DateTimeField(null=True, blank=True)
+    corrected_route = models.ForeignKey(
+        "routing.Route",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The route this request should have gone to, set when an admin re-labels it.",
+    )
+    corrected_at = models.DateTimeField(null=True, blank=True)
     feedback_helpful = models.BooleanField(null=True, blank=True)
     feedback_comment = models.TextField(blank=True)
     feedback_at = models.DateTimeField(null=True, blank=True)

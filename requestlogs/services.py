@@ -26,8 +26,10 @@ from assistants.services import AssistantCall, response_cache_get, response_cach
 from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
+from routing.models import Route
 from routing.router import AUTO, route_decide
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
+from routing.services import route_utterance_add
 from routing.strategies import RouteDecision
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,9 @@ def request_validate(
         chosen = catalog.get(clean_route)
         if chosen is None or not chosen.enabled:
             choices = ", ".join(["auto", *(r.slug for r in catalog.enabled)])
-            errors["route"] = [f"Unknown or disabled route {clean_route!r}. Choose one of: {choices}."]
+            errors["route"] = [
+                f"Unknown or disabled route {clean_route!r}. Choose one of: {choices}."
+            ]
 
     if location is None:
         location = ""
@@ -235,7 +239,9 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[Pipel
             fields.update(
                 assistant_ms=_elapsed_ms(assistant_started),
                 error=f"{exc.kind}: {exc}",
-                status=RequestStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else RequestStatus.ERROR,
+                status=RequestStatus.TIMEOUT
+                if exc.kind is FailureKind.TIMEOUT
+                else RequestStatus.ERROR,
             )
             message = _failure_message(route, exc, request.text)
             if answer_parts and not answer_parts[-1].endswith("\n"):
@@ -315,7 +321,9 @@ def request_submit(
     channel: str = Channel.API,
 ) -> RequestLog:
     """Validate, log and answer one request without streaming; returns the final row."""
-    request = request_validate(text=text, route=route, location=location, user=user, channel=channel)
+    request = request_validate(
+        text=text, route=route, location=location, user=user, channel=channel
+    )
     log = request_log_create(request=request)
     final = log
     for event in request_process(request=request, log=log):
@@ -333,7 +341,9 @@ def request_feedback_set(
 ) -> RequestLog:
     comment = (comment or "").strip()
     if len(comment) > COMMENT_MAX_CHARS:
-        raise ValidationError({"comment": [f"Keep the comment under {COMMENT_MAX_CHARS} characters."]})
+        raise ValidationError(
+            {"comment": [f"Keep the comment under {COMMENT_MAX_CHARS} characters."]}
+        )
     log.feedback_helpful = helpful
     log.feedback_comment = comment
     log.feedback_at = timezone.now()
@@ -342,7 +352,11 @@ def request_feedback_set(
         config = config or system_config_get()
         transaction.on_commit(
             lambda: slack_alerts_wait(
-                [slack_alert_submit(kind=AlertKind.NEGATIVE_FEEDBACK, log=log, config=config, detail=comment)],
+                [
+                    slack_alert_submit(
+                        kind=AlertKind.NEGATIVE_FEEDBACK, log=log, config=config, detail=comment
+                    )
+                ],
                 timeout_s=SLACK_WAIT_S,
             )
         )
@@ -368,6 +382,19 @@ def request_escalate(*, log: RequestLog, note: str = "") -> RequestLog:
     return log
 
 
+@transaction.atomic
+def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
+    """Record the route a request should have gone to and teach the router with its text.
+
+    Returns whether the text was new to that route's examples. The router retrains on
+    the next request of every worker (the route catalog's fingerprint changes).
+    """
+    log.corrected_route = route
+    log.corrected_at = timezone.now()
+    log.save(update_fields=["corrected_route", "corrected_at"])
+    return route_utterance_add(route=route, text=log.text)
+
+
 def request_logs_mark_abandoned(*, older_than: timedelta = timedelta(minutes=5)) -> int:
     """Rows still ``received`` long after any deadline belong to a killed process."""
     cutoff = timezone.now() - older_than
@@ -388,6 +415,7 @@ __all__ = [
     "request_escalate",
     "request_feedback_set",
     "request_log_create",
+    "request_log_relabel",
     "request_logs_mark_abandoned",
     "request_process",
     "request_submit",

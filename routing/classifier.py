@@ -94,7 +94,9 @@ class FastClassifier(TextClassifier):
         calibrated = pipeline.calibrated_classifiers_[0]
         fitted = calibrated.estimator
         union, linear = fitted.steps[0][1], fitted.steps[-1][1]
-        self._features: list[tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]] = []
+        self._features: list[
+            tuple[Callable[[str], list[str]], dict[str, int], np.ndarray, int]
+        ] = []
         offset = 0
         for _, vectorizer in union.transformer_list:
             # TfidfVectorizer(sublinear_tf=True, norm="l2"): weight = (1 + ln tf) * idf.

@@ -17,9 +17,12 @@ OFFLINE_MODEL = "offline-sop"
 _WORD = re.compile(r"[a-z0-9]+")
 # Words that say nothing about which procedure applies.
 _STOP = frozenset(
-    "a an the and or but is are was were be been it its this that to of in on at for with "
-    "i we you he she they my our your me us can could would should do does did not no "
-    "have has had there what how why when where who please help need just got get".split()
+    (
+        "a an the and or but is are was were be been it its this that to of in on at for "
+        "with i we you he she they my our your me us can could would should do does did "
+        "not no have has had there what how why when where who please help need just got "
+        "get"
+    ).split()
 )
 
 

@@ -37,7 +37,9 @@ def translate_openai_error(exc: Exception) -> AssistantError:
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code >= 500:
             return AssistantError(FailureKind.UPSTREAM, f"the model failed ({exc.status_code})")
-        return AssistantError(FailureKind.REJECTED, f"the model refused the call ({exc.status_code})")
+        return AssistantError(
+            FailureKind.REJECTED, f"the model refused the call ({exc.status_code})"
+        )
     if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
         return AssistantError(FailureKind.UPSTREAM, "lost the connection to the model")
     if isinstance(exc, openai.OpenAIError):

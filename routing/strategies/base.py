@@ -37,7 +37,7 @@ class RoutingStrategy(ABC):
 
     name: ClassVar[str]
 
-    def warm(self, catalog: RouteCatalog) -> None:
+    def warm(self, catalog: RouteCatalog) -> None:  # noqa: B027  (optional hook)
         """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
 
     @abstractmethod

@@ -31,7 +31,9 @@ class HybridStrategy(RoutingStrategy):
         started = time.perf_counter()
         emergency = emergency_match(text, catalog)
         if emergency is not None:
-            return RouteDecision(route=emergency, confidence=1.0, source="rules", elapsed_ms=_ms(started))
+            return RouteDecision(
+                route=emergency, confidence=1.0, source="rules", elapsed_ms=_ms(started)
+            )
 
         local = self.local.decide(text, catalog=catalog, config=config)
         if local is not None and local.confidence >= config.confidence_threshold:

@@ -101,7 +101,9 @@ class LLMStrategy(RoutingStrategy):
         except (ValueError, KeyError, TypeError) as exc:
             raise RoutingError(f"LLM router answered {raw[:80]!r}", upstream_calls=1) from exc
         if route is None or not route.enabled:
-            raise RoutingError(f"LLM router chose an unknown route {data['route']!r}", upstream_calls=1)
+            raise RoutingError(
+                f"LLM router chose an unknown route {data['route']!r}", upstream_calls=1
+            )
         return RouteDecision(
             route=route,
             confidence=confidence,

@@ -62,7 +62,12 @@ def test_local_routes_clear_requests(text, slug):
 
 @pytest.mark.parametrize(
     "text",
-    ["the power bar in bay 2 sparked", "guy has chest pains", "someone is bleeding", "basement flooded"],
+    [
+        "the power bar in bay 2 sparked",
+        "guy has chest pains",
+        "someone is bleeding",
+        "basement flooded",
+    ],
 )
 def test_hybrid_sends_safety_words_to_emergency_by_rules(text):
     decision = decide(text)
@@ -118,7 +123,9 @@ def test_an_added_utterance_retrains_the_model_on_the_next_request():
 
 def test_evaluate_router_meets_the_targets_on_the_evaluation_set():
     out = io.StringIO()
-    call_command("evaluate_router", str(DATA / "eval.jsonl"), "--strategy", "hybrid", "--json", stdout=out)
+    call_command(
+        "evaluate_router", str(DATA / "eval.jsonl"), "--strategy", "hybrid", "--json", stdout=out
+    )
     report = json.loads(out.getvalue().strip().splitlines()[-1])
     assert report["n"] >= 200
     assert report["accuracy"] >= 0.95

@@ -30,9 +30,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, username: str, password: str | None, **options: Any) -> None:
         password = password or secrets.token_urlsafe(9)
-        User = get_user_model()
+        user_model = get_user_model()
         with transaction.atomic():
-            user, _ = User.objects.get_or_create(username=username)
+            user, _ = user_model.objects.get_or_create(username=username)
             user.is_staff = True
             user.is_superuser = True
             user.first_name = user.first_name or "Demo"
@@ -43,7 +43,9 @@ class Command(BaseCommand):
                 user.groups.add(admin_group)
         if not RequestLog.objects.filter(user=user).exists():
             for text, route, location in DEMO_REQUESTS:
-                request_submit(text=text, route=route, location=location, user=user, channel=Channel.WEB)
+                request_submit(
+                    text=text, route=route, location=location, user=user, channel=Channel.WEB
+                )
         self.stdout.write(
             self.style.SUCCESS(
                 "\n  ClubOS demo login\n"

@@ -111,7 +111,7 @@ class Command(BaseCommand):
                 "recall": round(tp / actual, 4) if actual else None,
                 "support": actual,
             }
-        confusion = {a: {p: 0 for p in labels} for a in labels}
+        confusion = {a: dict.fromkeys(labels, 0) for a in labels}
         for _, actual, predicted, _, _ in results:
             confusion[actual][predicted] += 1
         return {
