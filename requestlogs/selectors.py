@@ -2,8 +2,7 @@
 
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from requestlogs.models import RequestLog
@@ -25,7 +24,7 @@ def request_log_payload(log: RequestLog, *, catalog: RouteCatalog | None = None)
         snapshot = (catalog or route_catalog_get()).by_id(log.route_id)
         if snapshot is not None:
             route = {"slug": snapshot.slug, "name": snapshot.name}
-        else:
+        elif log.route is not None:
             route = {"slug": log.route.slug, "name": log.route.name}
     return {
         "id": str(log.pk),
@@ -48,7 +47,7 @@ def request_log_payload(log: RequestLog, *, catalog: RouteCatalog | None = None)
     }
 
 
-def request_logs_visible_to(user: AbstractBaseUser | AnonymousUser) -> QuerySet[RequestLog]:
+def request_logs_visible_to(user: User | AnonymousUser) -> QuerySet[RequestLog]:
     """Staff see every request; everyone else only their own."""
     qs = RequestLog.objects.select_related("route", "user")
     if getattr(user, "is_staff", False):

@@ -8,14 +8,13 @@ upstream failure, the client going away - ends with the row in a final status.
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -73,7 +72,7 @@ class RequestInput:
     text: str
     route: str
     location: str
-    user: AbstractBaseUser | None
+    user: User | None
     channel: str
     config: ConfigSnapshot
     catalog: RouteCatalog
@@ -85,7 +84,7 @@ def request_validate(
     text: Any,
     route: Any = AUTO,
     location: Any = "",
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
     channel: str = Channel.API,
     started: float | None = None,
 ) -> RequestInput:
@@ -175,7 +174,7 @@ def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> st
     return "\n\n".join(lines)
 
 
-def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[PipelineEvent]:
+def request_process(*, request: RequestInput, log: RequestLog) -> Generator[PipelineEvent]:
     """Route and answer a logged request, yielding events as they happen.
 
     The row is finished in every case, including the consumer closing this generator
@@ -184,8 +183,8 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[Pipel
     config = request.config
     alerts: list[Future[bool] | None] = []
     fields: dict[str, Any] = {}
-    answer_parts: list[str] = []
-    done = False
+    answer: list[str] = []
+    finished = False
     try:
         decision = route_decide(
             text=request.text, requested=request.route, catalog=request.catalog, config=config
@@ -198,89 +197,61 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[Pipel
             routing_ms=round(decision.elapsed_ms, 3),
             upstream_calls=decision.upstream_calls,
         )
-        log.route_id = route.id
         if route.is_emergency:
-            alerts.append(_alert(AlertKind.EMERGENCY, log, fields, config, route))
+            alerts.append(_alert(AlertKind.EMERGENCY, log, fields, config))
         yield RouteChosen(log=log, decision=decision)
 
         if route.is_emergency and route.safety_preamble:
-            preamble = route.safety_preamble.strip() + "\n\n"
-            answer_parts.append(preamble)
-            yield AnswerDelta(preamble)
+            answer.append(route.safety_preamble.strip() + "\n\n")
+            yield AnswerDelta(answer[-1])
 
         call = AssistantCall(
             text=request.text, location=request.location, route=route, config=config
         )
         fields.update(backend=call.backend_name, model=call.model)
         assistant_started = time.perf_counter()
-        hit = response_cache_get(call=call)
         try:
-            if hit is not None:
-                completion = hit
-                fields.update(ttft_ms=_elapsed_ms(request.started), cached=True)
-                answer_parts.append(hit.text)
-                yield AnswerDelta(hit.text)
-                status = RequestStatus.CACHED
-            else:
-                completion = None
-                for event in call:
-                    if isinstance(event, TextDelta):
-                        if "ttft_ms" not in fields:
-                            fields["ttft_ms"] = _elapsed_ms(request.started)
-                        answer_parts.append(event.text)
-                        yield AnswerDelta(event.text)
-                    elif isinstance(event, Completion):
-                        completion = event
-                assert completion is not None
-                response_cache_put(call=call, completion=completion)
-                status = RequestStatus.OK
+            completion = yield from _answer(call, request, fields, answer)
         except AssistantError as exc:
-            fields["upstream_calls"] += call.upstream_calls
+            message = _failure_message(route, exc, request.text)
+            if answer and not answer[-1].endswith("\n"):
+                message = "\n\n" + message
+            answer.append(message)
+            yield AnswerDelta(message)
             fields.update(
-                assistant_ms=_elapsed_ms(assistant_started),
-                error=f"{exc.kind}: {exc}",
                 status=RequestStatus.TIMEOUT
                 if exc.kind is FailureKind.TIMEOUT
                 else RequestStatus.ERROR,
+                error=f"{exc.kind}: {exc}",
             )
-            message = _failure_message(route, exc, request.text)
-            if answer_parts and not answer_parts[-1].endswith("\n"):
-                message = "\n\n" + message
-            answer_parts.append(message)
-            yield AnswerDelta(message)
-            alerts.append(_alert(AlertKind.FAILURE, log, fields, config, route, detail=str(exc)))
-            fields["answer"] = "".join(answer_parts)
-            done = True
-            _finish(log, fields, request.started)
-            yield RequestDone(log=log, failed=True)
-            return
+            alerts.append(_alert(AlertKind.FAILURE, log, fields, config, detail=str(exc)))
+        else:
+            fields.update(
+                status=RequestStatus.CACHED if fields.get("cached") else RequestStatus.OK,
+                model=completion.model,
+                tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out,
+            )
         fields["upstream_calls"] += call.upstream_calls
-        fields.update(
-            status=status,
-            answer="".join(answer_parts),
-            model=completion.model,
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
-            assistant_ms=_elapsed_ms(assistant_started),
-        )
-        done = True
+        fields.update(answer="".join(answer), assistant_ms=_elapsed_ms(assistant_started))
+        finished = True
         _finish(log, fields, request.started)
-        yield RequestDone(log=log)
+        yield RequestDone(log=log, failed=fields["status"] not in _ANSWERED)
     except GeneratorExit:
-        if not done:
+        if not finished:
             fields.update(
                 status=RequestStatus.ABANDONED,
-                answer="".join(answer_parts),
+                answer="".join(answer),
                 error="the client went away before the answer was complete",
             )
             _finish(log, fields, request.started)
         raise
     except Exception as exc:
-        if not done:
+        if not finished:
             logger.exception("request %s failed", log.pk)
             fields.update(
                 status=RequestStatus.ERROR,
-                answer="".join(answer_parts),
+                answer="".join(answer),
                 error=f"internal error: {type(exc).__name__}: {exc}",
             )
             _finish(log, fields, request.started)
@@ -289,12 +260,38 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Iterator[Pipel
         slack_alerts_wait(alerts, timeout_s=SLACK_WAIT_S)
 
 
+_ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
+
+
+def _answer(
+    call: AssistantCall, request: RequestInput, fields: dict[str, Any], answer: list[str]
+) -> Generator[AnswerDelta, None, Completion]:
+    """The answer from the response cache or the assistant, streamed; returns its completion."""
+    hit = response_cache_get(call=call)
+    if hit is not None:
+        fields.update(ttft_ms=_elapsed_ms(request.started), cached=True)
+        answer.append(hit.text)
+        yield AnswerDelta(hit.text)
+        return hit
+    completion: Completion | None = None
+    for event in call:
+        if isinstance(event, TextDelta):
+            fields.setdefault("ttft_ms", _elapsed_ms(request.started))
+            answer.append(event.text)
+            yield AnswerDelta(event.text)
+        else:
+            completion = event
+    if completion is None:
+        raise AssistantError(FailureKind.UPSTREAM, "the assistant ended without an answer")
+    response_cache_put(call=call, completion=completion)
+    return completion
+
+
 def _alert(
     kind: AlertKind,
     log: RequestLog,
     fields: dict[str, Any],
     config: ConfigSnapshot,
-    route: RouteSnapshot,
     detail: str = "",
 ) -> Future[bool] | None:
     # The notifier reads the log's fields in this thread; give it what we know so far.
@@ -317,7 +314,7 @@ def request_submit(
     text: Any,
     route: Any = AUTO,
     location: Any = "",
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
     channel: str = Channel.API,
 ) -> RequestLog:
     """Validate, log and answer one request without streaming; returns the final row."""

@@ -94,7 +94,14 @@ def route_catalog_build() -> RouteCatalog:
     routes = list(Route.objects.prefetch_related("knowledge").order_by("priority", "slug"))
     digest = hashlib.sha256()
     for r in routes:
-        for part in (r.slug, str(r.enabled), str(r.priority), r.keywords, r.utterances):
+        for part in (
+            r.slug,
+            str(r.enabled),
+            str(r.is_emergency),
+            str(r.priority),
+            r.keywords,
+            r.utterances,
+        ):
             digest.update(part.encode())
             digest.update(b"\x1f")
     snapshots = tuple(route_snapshot(r) for r in routes)

@@ -365,7 +365,7 @@ class _Phrase:
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    key: tuple[object, ...]
+    key: str
     by_first: dict[str, tuple[_Phrase, ...]]
     idioms_by_first: dict[str, tuple[tuple[str, ...], ...]]
     fuzzy_index: dict[str, tuple[str, ...]]  # delete-variant -> emergency stems
@@ -374,8 +374,9 @@ class _Compiled:
     has_emergency: bool
 
 
-def _catalog_key(catalog: RouteCatalog) -> tuple[object, ...]:
-    return (catalog.fingerprint, tuple((r.slug, r.is_emergency) for r in catalog.routes))
+def _catalog_key(catalog: RouteCatalog) -> str:
+    # The fingerprint covers every field the rules read (keywords, enabled, is_emergency).
+    return catalog.fingerprint
 
 
 def _compile(catalog: RouteCatalog) -> _Compiled:
@@ -561,6 +562,9 @@ class RulesStrategy(RoutingStrategy):
                 current = _compile(catalog)
                 self._compiled = current
             return current
+
+    def warm(self, catalog: RouteCatalog) -> None:
+        self.compiled(catalog)
 
     def emergency_match(self, text: str, catalog: RouteCatalog) -> RouteSnapshot | None:
         """The emergency route whose safety keywords match the text, if any."""

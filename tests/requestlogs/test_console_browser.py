@@ -150,6 +150,9 @@ def test_login_ask_stream_and_feedback(new_page, live_server, desk_user):
     from playwright.sync_api import expect
 
     page = new_page
+    from django.db import connection
+    from django.contrib.auth import get_user_model
+    print("DBG", connection.settings_dict["NAME"], connection.vendor, get_user_model().objects.count(), Route.objects.count(), len(getattr(connection, "_test_serialized_contents", "") or ""), settings.PASSWORD_HASHERS, desk_user.password[:20])
     page.goto("/")
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
     page.get_by_label("Username").fill(desk_user.username)

@@ -2,7 +2,6 @@
 
 import json
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -347,13 +346,18 @@ def test_rules_compile_once_per_catalog_fingerprint(rules):
     assert route_of(rules, "zorblax", CATALOG) is None
 
 
-def test_toggling_is_emergency_recompiles_even_with_the_same_fingerprint(rules):
-    assert route_of(rules, "smoke", CATALOG) == "emergency"
-    routes = tuple(replace(r, is_emergency=False) for r in CATALOG.routes)
-    calm = RouteCatalog(
-        routes=routes, fingerprint=CATALOG.fingerprint, by_slug={r.slug: r for r in routes}
-    )
-    decision = rules.decide("smoke", catalog=calm, config=None)
+@pytest.mark.django_db
+def test_toggling_is_emergency_changes_the_fingerprint_and_recompiles(rules):
+    from routing.models import Route
+    from routing.selectors import route_catalog_build
+    from routing.services import route_update
+
+    before = route_catalog_build()
+    assert route_of(rules, "smoke coming from the outlet", before) == "emergency"
+    route_update(route=Route.objects.get(slug="emergency"), is_emergency=False)
+    after = route_catalog_build()
+    assert after.fingerprint != before.fingerprint
+    decision = rules.decide("smoke coming from the outlet", catalog=after, config=None)
     assert decision is not None
     assert decision.confidence < 1.0
 

@@ -112,8 +112,8 @@ class Command(BaseCommand):
                 "support": actual,
             }
         confusion = {a: dict.fromkeys(labels, 0) for a in labels}
-        for _, actual, predicted, _, _ in results:
-            confusion[actual][predicted] += 1
+        for result in results:
+            confusion[result[1]][result[2]] += 1
         return {
             "strategy": strategy,
             "n": n,
