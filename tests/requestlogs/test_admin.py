@@ -219,6 +219,45 @@ def test_request_text_can_become_a_route_example(admin_client_):
     assert route.utterance_list == ["Can we book a bay for a hen party of 12?"]
 
 
+def test_a_misrouted_request_is_relabelled_and_the_router_learns_it(admin_client_):
+    from config.selectors import system_config_get
+    from routing.router import strategy_get
+    from routing.selectors import route_catalog_get
+
+    booking = Route.objects.get(slug="booking")
+    text = "the quibbletron in the lobby ate the voucher for the 9pm slot"
+    log = RequestLogFactory(route=Route.objects.get(slug="tech"), text=text)
+
+    picker = admin_client_.post(LOGS, {"action": "relabel", "_selected_action": [log.pk]})
+    assert picker.status_code == 200
+    assert b"The right route" in picker.content
+    assert text.encode() in picker.content
+
+    done = admin_client_.post(
+        LOGS,
+        {"action": "relabel", "_selected_action": [log.pk], "apply": "1", "route": booking.pk},
+    )
+    assert done.status_code == 302
+    log.refresh_from_db()
+    assert log.corrected_route == booking
+    assert log.corrected_at is not None
+    booking.refresh_from_db()
+    assert text in booking.utterance_list
+    # The next routing decision sees a new catalog and a model retrained with the example.
+    decision = strategy_get("local").decide(
+        text, catalog=route_catalog_get(), config=system_config_get()
+    )
+    assert decision is not None
+    assert decision.route.slug == "booking"
+
+
+def test_relabelled_requests_can_be_filtered(admin_client_):
+    booking = Route.objects.get(slug="booking")
+    relabelled = RequestLogFactory(corrected_route=booking, text="relabelled one")
+    RequestLogFactory(text="left alone")
+    assert shown(admin_client_, corrected_route__id__exact=booking.pk) == [relabelled]
+
+
 # --- Roles ------------------------------------------------------------------------------
 
 
