@@ -66,6 +66,13 @@ function setTiming(node, value) {
   }
 }
 
+function charCount(text) {
+  // Characters as the server counts them (code points, not UTF-16 units).
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
 function statusLabel(status) {
   return STATUS_LABELS[status] || String(status || "Unknown");
 }
@@ -289,7 +296,7 @@ class Console {
   // -- the form ----------------------------------------------------------------------------
 
   updateCounter() {
-    const length = this.text.value.length;
+    const length = charCount(this.text.value);
     $("[data-count]", this.counter).textContent = msFormat.format(length);
     this.counter.classList.toggle("counter--near", length >= this.maxChars * 0.9);
     this.counter.classList.toggle("counter--full", length >= this.maxChars);
@@ -371,7 +378,7 @@ class Console {
       this.text.focus();
       return;
     }
-    if (text.length > this.maxChars) {
+    if (charCount(text) > this.maxChars) {
       this.setFieldError("text", `Keep it under ${msFormat.format(this.maxChars)} characters.`);
       this.text.focus();
       return;
