@@ -31,10 +31,3 @@ def when_ready(server: object) -> None:
         request_logs_mark_abandoned()
     except Exception as exc:  # The server must start even if the database is still coming up.
         print(f"clubos: could not sweep abandoned requests: {exc}")
-
-
-def post_worker_init(worker: object) -> None:
-    """Build the OpenAI client and warm caches before the first request arrives."""
-    from clubos.warmup import warm_up
-
-    warm_up()

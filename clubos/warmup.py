@@ -19,4 +19,8 @@ def warm_up() -> None:
     except Exception:
         logger.warning("warm-up could not prepare routing", exc_info=True)
     if openai_configured():
-        openai_client()
+        try:
+            # Opens the pooled connection (TCP and TLS) that the first request will reuse.
+            openai_client().with_options(timeout=3.0).models.list()
+        except Exception:
+            logger.warning("warm-up could not reach the model's server", exc_info=True)
