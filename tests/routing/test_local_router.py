@@ -147,3 +147,9 @@ def test_evaluate_router_rejects_a_bad_file(tmp_path):
     unknown.write_text('{"text": "hi", "route": "nowhere"}\n')
     with pytest.raises(CommandError):
         call_command("evaluate_router", str(unknown))
+
+
+@pytest.mark.parametrize("text", ["hi there", "bye", "tech issue in bay 7", "bay 4 dead"])
+def test_hybrid_does_not_page_an_emergency_without_a_safety_word(text):
+    decision = decide(text)
+    assert decision.route.slug != "emergency"
