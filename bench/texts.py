@@ -8,6 +8,7 @@ the bench can find the request's own calls in the fake upstream's call list.
 """
 
 import re
+from collections.abc import Sequence
 
 TECH = (
     "TrackMan frozen in bay 3",
@@ -73,9 +74,10 @@ TEXTS: tuple[str, ...] = TECH + BOOKING + BRAND
 REF_RE = re.compile(r"\(ref ([a-z0-9-]+)\)")
 
 
-def unique_text(tag: str, index: int) -> str:
-    """The index-th text (cycling), made unique by a reference the fake server's call log shows."""
-    return f"{TEXTS[index % len(TEXTS)]} (ref {tag})"
+def unique_text(tag: str, index: int, pool: Sequence[str] = TEXTS) -> str:
+    """The index-th text of ``pool`` (cycling), made unique by a reference the fake upstream's
+    call log shows."""
+    return f"{pool[index % len(pool)]} (ref {tag})"
 
 
 def ref_of(text: str) -> str | None:

@@ -21,6 +21,15 @@ def _clean_process_state() -> Iterator[None]:
     breakers_reset()
 
 
+@pytest.fixture(autouse=True)
+def _static_files_without_manifest(settings):
+    """Pages name static files; tests run from a checkout where collectstatic never ran."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def openai_upstream(fake_openai, settings):
     """Point ClubOS at the fake OpenAI server, through the real SDK, Responses API backend."""

@@ -17,15 +17,6 @@ def change_url() -> str:
     return reverse("admin:config_systemconfig_change", args=[SystemConfig.SINGLETON_PK])
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings):
-    # The admin's pages name static files; tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def admin_client_(client):
     client.force_login(UserFactory(superuser=True))

@@ -39,15 +39,6 @@ def shown(client, **params) -> list[RequestLog]:
     return list(response.context["cl"].result_list)
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings):
-    # The admin's pages name static files; tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def superuser():
     return UserFactory(superuser=True, username="owner")

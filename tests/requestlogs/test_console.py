@@ -18,15 +18,6 @@ from tests.routing.factories import EmergencyRouteFactory, RouteFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _static_without_manifest(settings):
-    # The pages name static files; tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def user():
     return UserFactory(username="maya", first_name="Maya", last_name="Chen")

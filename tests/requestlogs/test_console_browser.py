@@ -56,15 +56,6 @@ DEFAULT_ROUTES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _static_without_manifest(settings):
-    # The pages name static files; tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright

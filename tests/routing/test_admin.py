@@ -29,15 +29,6 @@ def default_route(slug: str) -> Route:
     return Route.objects.filter(slug=slug).first() or RouteFactory(slug=slug, name=slug.title())
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_files(settings):
-    # The admin's pages name static files; tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture
 def admin_client_(client):
     client.force_login(UserFactory(superuser=True))
