@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from assistants.backends import AssistantError, Completion, FailureKind, TextDelta
@@ -174,12 +174,26 @@ def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> st
     return "\n\n".join(lines)
 
 
+def db_connection_release() -> None:
+    """Give a pooled database connection back while this request waits on the model.
+
+    A request spends seconds on the upstream and a millisecond on its two writes; holding
+    a connection for the whole wait would cap concurrent requests at the pool's size (or,
+    with persistent connections, at PostgreSQL's max_connections). Pooled connections are
+    cheap to give back and take again; a persistent one would have to reconnect, so it is
+    kept.
+    """
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
+
+
 def request_process(*, request: RequestInput, log: RequestLog) -> Generator[PipelineEvent]:
     """Route and answer a logged request, yielding events as they happen.
 
     The row is finished in every case, including the consumer closing this generator
     early (the client went away): then it is marked ``abandoned`` with what was said.
     """
+    db_connection_release()
     config = request.config
     alerts: list[Future[bool] | None] = []
     fields: dict[str, Any] = {}
