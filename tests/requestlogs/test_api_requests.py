@@ -1,20 +1,16 @@
 """The request API as a client sees it: create, list, read, feedback, escalate."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from assistants.backends import AssistantError, FailureKind, TextDelta
-from assistants.backends.offline import OfflineBackend
 from config.services import system_config_update
 from requestlogs.models import Channel, RequestLog, RequestStatus
-from tests.requestlogs.api_factories import default_routes_ensure, token_client
+from tests.requestlogs.api_factories import token_client
 from tests.requestlogs.factories import PASSWORD, RequestLogFactory, UserFactory
 from tests.routing.factories import RouteFactory
 
@@ -35,36 +31,13 @@ REQUEST_KEYS = {
 ROUTING_SOURCES = {"manual", "rules", "local", "llm", "default"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    # The route catalog and config are cached; each test starts from its own database rows.
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def routes():
-    return default_routes_ensure()
-
-
-@pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def client(user) -> APIClient:
-    return token_client(user)
-
-
 def detail_url(log_id) -> str:
     return f"{URL}{log_id}/"
 
 
 class TestCreate:
-    def test_auto_route_answers_with_the_contract_shape(self, client, user, routes):
-        response = client.post(
+    def test_auto_route_answers_with_the_contract_shape(self, api_client, user, routes):
+        response = api_client.post(
             URL, {"text": "TrackMan frozen in bay 3", "location": "Bedford"}, format="json"
         )
 
@@ -90,8 +63,8 @@ class TestCreate:
         assert row.requested_route == "auto"
         assert row.answer == body["answer"]
 
-    def test_a_chosen_route_is_used_as_is(self, client, routes):
-        response = client.post(
+    def test_a_chosen_route_is_used_as_is(self, api_client, routes):
+        response = api_client.post(
             URL, {"text": "the screen is weird", "route": "booking"}, format="json"
         )
 
@@ -100,11 +73,15 @@ class TestCreate:
         assert body["route"] == {"slug": "booking", "name": routes["booking"].name}
         assert body["routing"] == {"source": "manual", "confidence": 1.0}
 
-    def test_the_same_request_again_comes_from_the_response_cache(self, client, routes):
+    def test_the_same_request_again_comes_from_the_response_cache(self, api_client, routes):
         system_config_update(response_cache_enabled=True)
 
-        first = client.post(URL, {"text": "Projector flickering", "route": "tech"}, format="json")
-        second = client.post(URL, {"text": "Projector flickering", "route": "tech"}, format="json")
+        first = api_client.post(
+            URL, {"text": "Projector flickering", "route": "tech"}, format="json"
+        )
+        second = api_client.post(
+            URL, {"text": "Projector flickering", "route": "tech"}, format="json"
+        )
 
         assert first.json()["cached"] is False
         assert second.status_code == 201
@@ -112,26 +89,24 @@ class TestCreate:
         assert second.json()["status"] == "cached"
         assert second.json()["answer"] == first.json()["answer"]
 
-    def test_text_of_exactly_4000_characters_is_accepted(self, client, routes):
-        response = client.post(URL, {"text": "x" * 4000, "route": "tech"}, format="json")
+    def test_text_of_exactly_4000_characters_is_accepted(self, api_client, routes):
+        response = api_client.post(URL, {"text": "x" * 4000, "route": "tech"}, format="json")
         assert response.status_code == 201
 
     def test_a_model_failure_is_a_created_request_with_a_clear_answer(
-        self, client, routes, monkeypatch
+        self, api_client, routes, openai_upstream
     ):
-        def failing_stream(self, request):
-            yield TextDelta("Restart the")
-            raise AssistantError(FailureKind.TIMEOUT, "no answer in 15 s")
+        system_config_update(assistant_timeout_s=1.0)
+        openai_upstream.configure(fail="hang")  # the model never answers
 
-        monkeypatch.setattr(OfflineBackend, "stream", failing_stream)
-
-        response = client.post(URL, {"text": "TrackMan frozen", "route": "tech"}, format="json")
+        response = api_client.post(URL, {"text": "TrackMan frozen", "route": "tech"}, format="json")
 
         assert response.status_code == 201
         body = response.json()
         assert body["status"] == "timeout"
         assert "did not answer in time" in body["answer"]
         assert RequestLog.objects.get(pk=body["id"]).status == RequestStatus.TIMEOUT
+        assert len(openai_upstream.calls) == 1  # the deadline left no time for a retry
 
     def test_the_console_header_marks_a_session_request_as_web(self, user, routes):
         client = APIClient()
@@ -147,8 +122,8 @@ class TestCreate:
         assert response.status_code == 201
         assert RequestLog.objects.get(pk=response.json()["id"]).channel == Channel.WEB
 
-    def test_a_token_client_stays_the_api_channel_whatever_it_claims(self, client, routes):
-        response = client.post(
+    def test_a_token_client_stays_the_api_channel_whatever_it_claims(self, api_client, routes):
+        response = api_client.post(
             URL,
             {"text": "Customer locked out", "route": "booking"},
             format="json",
@@ -182,8 +157,8 @@ class TestCreateValidation:
             pytest.param({"text": "TrackMan", "location": "x" * 101}, "location", id="long-loc"),
         ],
     )
-    def test_bad_input_is_a_400_with_a_message_and_no_row(self, client, routes, body, field):
-        response = client.post(URL, body, format="json")
+    def test_bad_input_is_a_400_with_a_message_and_no_row(self, api_client, routes, body, field):
+        response = api_client.post(URL, body, format="json")
 
         assert response.status_code == 400
         messages = response.json()[field]
@@ -191,17 +166,17 @@ class TestCreateValidation:
         assert all(isinstance(m, str) and m for m in messages)
         assert not RequestLog.objects.exists()
 
-    def test_a_disabled_route_cannot_be_chosen(self, client, routes):
+    def test_a_disabled_route_cannot_be_chosen(self, api_client, routes):
         RouteFactory(slug="events", enabled=False)
 
-        response = client.post(URL, {"text": "party", "route": "events"}, format="json")
+        response = api_client.post(URL, {"text": "party", "route": "events"}, format="json")
 
         assert response.status_code == 400
         assert "events" in response.json()["route"][0]
         assert not RequestLog.objects.exists()
 
-    def test_the_route_message_lists_the_choices(self, client, routes):
-        response = client.post(URL, {"text": "hi", "route": "golf"}, format="json")
+    def test_the_route_message_lists_the_choices(self, api_client, routes):
+        response = api_client.post(URL, {"text": "hi", "route": "golf"}, format="json")
 
         message = response.json()["route"][0]
         assert "auto" in message
@@ -211,8 +186,8 @@ class TestCreateValidation:
         "raw",
         ['{"text": "TrackMan frozen"', "not json", '["TrackMan frozen"]', "42", "null"],
     )
-    def test_malformed_json_is_a_400_not_a_500(self, client, routes, raw):
-        response = client.post(URL, raw, content_type="application/json")
+    def test_malformed_json_is_a_400_not_a_500(self, api_client, routes, raw):
+        response = api_client.post(URL, raw, content_type="application/json")
 
         assert response.status_code == 400
         assert response.json()
@@ -220,13 +195,13 @@ class TestCreateValidation:
 
 
 class TestList:
-    def test_a_user_sees_only_their_own_requests_newest_first(self, client, user):
+    def test_a_user_sees_only_their_own_requests_newest_first(self, api_client, user):
         now = timezone.now()
         older = RequestLogFactory(user=user, created_at=now - timedelta(hours=2))
         newer = RequestLogFactory(user=user, created_at=now - timedelta(hours=1))
         RequestLogFactory()  # someone else's
 
-        response = client.get(URL)
+        response = api_client.get(URL)
 
         assert response.status_code == 200
         body = response.json()
@@ -240,28 +215,28 @@ class TestList:
 
         assert token_client(staff).get(URL).json()["count"] == 3
 
-    def test_filters_by_route_and_status(self, client, user):
+    def test_filters_by_route_and_status(self, api_client, user):
         tech = RouteFactory(slug="tech-x")
         wanted = RequestLogFactory(user=user, route=tech, status=RequestStatus.TIMEOUT)
         RequestLogFactory(user=user, route=tech, status=RequestStatus.OK)
         RequestLogFactory(user=user, status=RequestStatus.TIMEOUT)
 
-        response = client.get(URL, {"route": "tech-x", "status": "timeout"})
+        response = api_client.get(URL, {"route": "tech-x", "status": "timeout"})
 
         assert [r["id"] for r in response.json()["results"]] == [str(wanted.pk)]
 
-    def test_filters_by_since_and_until_dates_and_datetimes(self, client, user):
+    def test_filters_by_since_and_until_dates_and_datetimes(self, api_client, user):
         day = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
         before = RequestLogFactory(user=user, created_at=day - timedelta(days=2))
         during = RequestLogFactory(user=user, created_at=day - timedelta(days=1))
         after = RequestLogFactory(user=user, created_at=day)
 
         yesterday = (day - timedelta(days=1)).date().isoformat()
-        by_date = client.get(URL, {"since": yesterday, "until": yesterday}).json()
+        by_date = api_client.get(URL, {"since": yesterday, "until": yesterday}).json()
         assert [r["id"] for r in by_date["results"]] == [str(during.pk)]
 
         since = (day - timedelta(days=1, hours=1)).isoformat()
-        by_datetime = client.get(URL, {"since": since}).json()
+        by_datetime = api_client.get(URL, {"since": since}).json()
         assert {r["id"] for r in by_datetime["results"]} == {str(during.pk), str(after.pk)}
         assert str(before.pk) not in {r["id"] for r in by_datetime["results"]}
 
@@ -274,17 +249,17 @@ class TestList:
             ({"since": "2026-02-02", "until": "2026-02-01"}, "until"),
         ],
     )
-    def test_invalid_filters_are_a_400_with_a_message(self, client, params, field):
-        response = client.get(URL, params)
+    def test_invalid_filters_are_a_400_with_a_message(self, api_client, params, field):
+        response = api_client.get(URL, params)
 
         assert response.status_code == 400
         assert response.json()[field]
 
-    def test_pages_hold_50_requests(self, client, user):
+    def test_pages_hold_50_requests(self, api_client, user):
         RequestLogFactory.create_batch(51, user=user)
 
-        first = client.get(URL).json()
-        second = client.get(first["next"]).json()
+        first = api_client.get(URL).json()
+        second = api_client.get(first["next"]).json()
 
         assert first["count"] == 51
         assert len(first["results"]) == 50
@@ -292,10 +267,10 @@ class TestList:
 
 
 class TestDetail:
-    def test_own_request(self, client, user):
+    def test_own_request(self, api_client, user):
         log = RequestLogFactory(user=user)
 
-        response = client.get(detail_url(log.pk))
+        response = api_client.get(detail_url(log.pk))
 
         assert response.status_code == 200
         body = response.json()
@@ -303,8 +278,8 @@ class TestDetail:
         assert body["route"] == {"slug": log.route.slug, "name": log.route.name}
         assert body["timings_ms"]["total"] == 1842.5
 
-    def test_someone_else_s_request_is_404(self, client):
-        assert client.get(detail_url(RequestLogFactory().pk)).status_code == 404
+    def test_someone_else_s_request_is_404(self, api_client):
+        assert api_client.get(detail_url(RequestLogFactory().pk)).status_code == 404
 
     def test_staff_can_read_anyone_s_request(self):
         log = RequestLogFactory()
@@ -315,18 +290,18 @@ class TestDetail:
     @pytest.mark.parametrize(
         "bad_id", ["not-a-uuid", "123", "00000000-0000-0000-0000-000000000000"]
     )
-    def test_a_malformed_or_unknown_id_is_a_json_404(self, client, bad_id):
-        response = client.get(detail_url(bad_id))
+    def test_a_malformed_or_unknown_id_is_a_json_404(self, api_client, bad_id):
+        response = api_client.get(detail_url(bad_id))
 
         assert response.status_code == 404
         assert response.json()["detail"]
 
 
 class TestFeedback:
-    def test_feedback_is_stored_and_returned(self, client, user):
+    def test_feedback_is_stored_and_returned(self, api_client, user):
         log = RequestLogFactory(user=user)
 
-        response = client.post(
+        response = api_client.post(
             f"{detail_url(log.pk)}feedback/",
             {"helpful": False, "comment": "  the door code step was wrong "},
             format="json",
@@ -341,28 +316,30 @@ class TestFeedback:
         assert log.feedback_comment == "the door code step was wrong"
         assert log.feedback_at is not None
 
-    def test_comment_is_optional(self, client, user):
+    def test_comment_is_optional(self, api_client, user):
         log = RequestLogFactory(user=user)
 
-        response = client.post(f"{detail_url(log.pk)}feedback/", {"helpful": True}, format="json")
+        response = api_client.post(
+            f"{detail_url(log.pk)}feedback/", {"helpful": True}, format="json"
+        )
 
         assert response.json()["feedback"] == {"helpful": True, "comment": ""}
 
     @pytest.mark.parametrize("body", [{}, {"helpful": None}, {"helpful": "perhaps"}])
-    def test_helpful_must_be_a_boolean(self, client, user, body):
+    def test_helpful_must_be_a_boolean(self, api_client, user, body):
         log = RequestLogFactory(user=user)
 
-        response = client.post(f"{detail_url(log.pk)}feedback/", body, format="json")
+        response = api_client.post(f"{detail_url(log.pk)}feedback/", body, format="json")
 
         assert response.status_code == 400
         assert response.json()["helpful"]
         log.refresh_from_db()
         assert log.feedback_at is None
 
-    def test_a_too_long_comment_is_a_400(self, client, user):
+    def test_a_too_long_comment_is_a_400(self, api_client, user):
         log = RequestLogFactory(user=user)
 
-        response = client.post(
+        response = api_client.post(
             f"{detail_url(log.pk)}feedback/",
             {"helpful": True, "comment": "x" * 2001},
             format="json",
@@ -371,10 +348,12 @@ class TestFeedback:
         assert response.status_code == 400
         assert response.json()["comment"]
 
-    def test_no_feedback_on_someone_else_s_request(self, client):
+    def test_no_feedback_on_someone_else_s_request(self, api_client):
         log = RequestLogFactory()
 
-        response = client.post(f"{detail_url(log.pk)}feedback/", {"helpful": True}, format="json")
+        response = api_client.post(
+            f"{detail_url(log.pk)}feedback/", {"helpful": True}, format="json"
+        )
 
         assert response.status_code == 404
         log.refresh_from_db()
@@ -382,14 +361,14 @@ class TestFeedback:
 
 
 class TestEscalate:
-    def test_escalating_marks_the_request_once(self, client, user):
+    def test_escalating_marks_the_request_once(self, api_client, user):
         log = RequestLogFactory(user=user)
         url = f"{detail_url(log.pk)}escalate/"
 
-        first = client.post(url, {"note": "customer is upset"}, format="json")
+        first = api_client.post(url, {"note": "customer is upset"}, format="json")
         log.refresh_from_db()
         escalated_at = log.escalated_at
-        second = client.post(url, format="json")
+        second = api_client.post(url, format="json")
 
         assert first.status_code == 200
         assert first.json()["status"] == "escalated"
@@ -400,10 +379,10 @@ class TestEscalate:
         assert log.escalated is True
         assert log.escalated_at == escalated_at
 
-    def test_no_escalating_someone_else_s_request(self, client):
+    def test_no_escalating_someone_else_s_request(self, api_client):
         log = RequestLogFactory()
 
-        assert client.post(f"{detail_url(log.pk)}escalate/").status_code == 404
+        assert api_client.post(f"{detail_url(log.pk)}escalate/").status_code == 404
         log.refresh_from_db()
         assert log.escalated is False
 

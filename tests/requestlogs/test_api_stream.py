@@ -1,23 +1,20 @@
 """Creating a request with ``Accept: text/event-stream``: the answer as server-sent events."""
 
-import itertools
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
-from assistants.backends import AssistantError, Completion, FailureKind, TextDelta
-from assistants.backends.offline import OfflineBackend
+from config.services import system_config_update
 from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
-from tests.requestlogs.api_factories import default_routes_ensure, token_client, token_header
-from tests.requestlogs.factories import UserFactory
+from routing.models import Route
+from routing.services import route_update
+from tests.requestlogs.api_factories import token_header
 
 URL = "/api/v1/requests/"
 SSE = {"Accept": "text/event-stream"}
@@ -32,8 +29,13 @@ REQUEST_KEYS = {
     "timings_ms",
     "created_at",
 }
-SLOW_PIECES = ("Restart the TrackMan app.\n", "Power-cycle the unit.\n", "Wait 10 s.\n", "Done.\n")
-SLOW_DELAY_S = 0.4
+# A model that takes its time: first text after TTFT_S, the last of it after LATENCY_S.
+TTFT_S = 0.1
+LATENCY_S = 1.6
+ANSWER = (
+    "Restart the TrackMan app on the bay PC, then power-cycle the unit behind the screen. "
+    "Wait ten seconds for the sensor lights to turn green and start a new session."
+)
 
 
 def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -59,36 +61,6 @@ def close_response(response, monkeypatch) -> None:
         response.close()
 
 
-def slow_stream(self, request) -> Iterator[TextDelta | Completion]:
-    """An assistant that takes its time between pieces, like a real model."""
-    for piece in SLOW_PIECES:
-        time.sleep(SLOW_DELAY_S)
-        yield TextDelta(piece)
-    yield Completion(text="".join(SLOW_PIECES), model="offline")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def routes():
-    return default_routes_ensure()
-
-
-@pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def client(user) -> APIClient:
-    return token_client(user)
-
-
 def test_sse_frame_is_one_event_line_and_one_compact_json_line():
     frame = sse_frame("delta", {"text": "line one\nline two"})
 
@@ -97,8 +69,8 @@ def test_sse_frame_is_one_event_line_and_one_compact_json_line():
 
 @pytest.mark.django_db
 class TestStreamWithTheTestClient:
-    def test_route_then_deltas_then_done_with_the_full_request(self, client, routes):
-        response = client.post(
+    def test_route_then_deltas_then_done_with_the_full_request(self, api_client, routes):
+        response = api_client.post(
             URL, {"text": "TrackMan frozen in bay 3", "route": "tech"}, format="json", headers=SSE
         )
 
@@ -125,10 +97,12 @@ class TestStreamWithTheTestClient:
         assert done["status"] == "ok"
         assert done["answer"] == "".join(data["text"] for name, data in events if name == "delta")
         # The done event is the same object the detail endpoint returns.
-        assert client.get(f"{URL}{done['id']}/").json() == done
+        assert api_client.get(f"{URL}{done['id']}/").json() == done
 
-    def test_the_row_is_final_when_the_stream_ends(self, client, routes):
-        response = client.post(URL, {"text": "Projector flickering"}, format="json", headers=SSE)
+    def test_the_row_is_final_when_the_stream_ends(self, api_client, routes):
+        response = api_client.post(
+            URL, {"text": "Projector flickering"}, format="json", headers=SSE
+        )
         done = parse_sse(b"".join(response.streaming_content))[-1][1]
 
         row = RequestLog.objects.get(pk=done["id"])
@@ -136,20 +110,29 @@ class TestStreamWithTheTestClient:
         assert row.answer == done["answer"]
         assert row.total_ms is not None
 
-    def test_a_model_failure_ends_with_an_error_event(self, client, routes, monkeypatch):
-        def failing_stream(self, request):
-            yield TextDelta("Restart the")
-            raise AssistantError(FailureKind.TIMEOUT, "no answer in 15 s")
+    @pytest.mark.parametrize(
+        ("behaviour", "text_before_failure"),
+        [
+            pytest.param({"fail": "hang"}, False, id="no-answer-at-all"),
+            pytest.param({"ttft_s": TTFT_S, "latency_s": 5.0}, True, id="too-slow-to-finish"),
+        ],
+    )
+    def test_a_model_failure_ends_with_an_error_event(
+        self, api_client, routes, openai_upstream, behaviour, text_before_failure
+    ):
+        system_config_update(assistant_timeout_s=1.0)
+        openai_upstream.configure(**behaviour)
 
-        monkeypatch.setattr(OfflineBackend, "stream", failing_stream)
-
-        response = client.post(
+        response = api_client.post(
             URL, {"text": "TrackMan", "route": "tech"}, format="json", headers=SSE
         )
 
         assert response.status_code == 201
         events = parse_sse(b"".join(response.streaming_content))
         assert events[0][0] == "route"
+        deltas = [data["text"] for name, data in events if name == "delta"]
+        assert (len(deltas) > 1) is text_before_failure  # the model's text, then the message
+        assert "did not answer in time" in deltas[-1]
         name, data = events[-1]
         assert name == "error"
         assert set(data) == REQUEST_KEYS | {"error"}
@@ -157,30 +140,56 @@ class TestStreamWithTheTestClient:
         assert data["error"] == "The assistant did not answer in time."
         assert "did not answer in time" in data["answer"]
         assert RequestLog.objects.get(pk=data["id"]).status == RequestStatus.TIMEOUT
+        assert len(openai_upstream.calls) == 1  # the deadline left no time for a retry
+
+    def test_a_stream_dropped_mid_answer_ends_with_an_error_event(
+        self, api_client, routes, openai_upstream
+    ):
+        openai_upstream.configure(fail="disconnect")  # a few deltas, then the connection drops
+
+        response = api_client.post(
+            URL, {"text": "TrackMan frozen in bay 3", "route": "tech"}, format="json", headers=SSE
+        )
+
+        assert response.status_code == 201
+        events = parse_sse(b"".join(response.streaming_content))
+        names = [name for name, _ in events]
+        assert names[0] == "route"
+        assert names[1:-1] == ["delta"] * (len(names) - 2)
+        assert len(names) - 2 > 1  # the model's text, then the message
+        name, data = events[-1]
+        assert name == "error"
+        assert set(data) == REQUEST_KEYS | {"error"}
+        assert data["status"] == "error"
+        assert data["error"] == "The assistant could not answer."
+        assert "could not answer" in data["answer"]
+        assert RequestLog.objects.get(pk=data["id"]).status == RequestStatus.ERROR
+        # Text had already reached the person: a retry would show a second answer.
+        assert len(openai_upstream.calls) == 1
 
     def test_an_internal_failure_still_ends_the_stream_with_an_error_event(
-        self, client, routes, monkeypatch
+        self, api_client, routes
     ):
-        def broken_stream(self, request):
-            raise RuntimeError("bug")
-            yield  # a generator, like every backend's stream
+        # Not a model failure: with every route disabled an automatic request has nowhere
+        # to go, and routing raises inside the pipeline after the row was written.
+        for route in Route.objects.all():
+            route_update(route=route, enabled=False)
 
-        monkeypatch.setattr(OfflineBackend, "stream", broken_stream)
-
-        response = client.post(
-            URL, {"text": "TrackMan", "route": "tech"}, format="json", headers=SSE
+        response = api_client.post(
+            URL, {"text": "TrackMan frozen in bay 3"}, format="json", headers=SSE
         )
-        name, data = parse_sse(b"".join(response.streaming_content))[-1]
 
+        assert response.status_code == 201
+        name, data = parse_sse(b"".join(response.streaming_content))[-1]
         assert name == "error"
         assert data["status"] == "error"
-        assert data["error"]
+        assert data["error"] == "ClubOS failed while answering this request."
         assert RequestLog.objects.get(pk=data["id"]).status == RequestStatus.ERROR
 
     def test_closing_the_stream_after_the_first_event_marks_the_row_final(
-        self, client, routes, monkeypatch
+        self, api_client, routes, monkeypatch
     ):
-        response = client.post(
+        response = api_client.post(
             URL, {"text": "TrackMan frozen in bay 3", "route": "tech"}, format="json", headers=SSE
         )
         chunks = iter(response.streaming_content)
@@ -194,8 +203,8 @@ class TestStreamWithTheTestClient:
         assert row.route.slug == "tech"
         assert row.finished_at is not None
 
-    def test_invalid_input_is_a_json_400_before_any_event(self, client, routes):
-        response = client.post(URL, {"text": "", "route": "golf"}, format="json", headers=SSE)
+    def test_invalid_input_is_a_json_400_before_any_event(self, api_client, routes):
+        response = api_client.post(URL, {"text": "", "route": "golf"}, format="json", headers=SSE)
 
         assert response.status_code == 400
         assert not response.streaming
@@ -214,10 +223,10 @@ class TestStreamWithTheTestClient:
 class TestStreamOverRealHttp:
     """Through a real server and socket: frames must leave as they happen, not at the end."""
 
-    def test_frames_arrive_incrementally(self, live_server, routes, user, monkeypatch):
-        monkeypatch.setattr(OfflineBackend, "stream", slow_stream)
+    def test_frames_arrive_incrementally(self, live_server, routes, user, openai_upstream):
+        openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S, answer_text=ANSWER)
         token = token_header(user)
-        arrivals: list[tuple[str, float]] = []
+        arrivals: list[tuple[str, dict[str, Any], float]] = []
 
         with (
             httpx2.Client(timeout=10) as http,
@@ -230,20 +239,28 @@ class TestStreamOverRealHttp:
         ):
             assert response.status_code == 201
             assert response.headers["content-type"].startswith("text/event-stream")
+            event = ""
             for line in response.iter_lines():
                 if line.startswith("event: "):
-                    arrivals.append((line.removeprefix("event: "), time.monotonic()))
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    data = json.loads(line.removeprefix("data: "))
+                    arrivals.append((event, data, time.monotonic()))
 
-        names = [name for name, _ in arrivals]
-        assert names == ["route", *["delta"] * len(SLOW_PIECES), "done"]
-        # Each piece reached the client when the assistant produced it.
-        gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(arrivals)]
-        assert all(gap >= SLOW_DELAY_S * 0.7 for gap in gaps[: len(SLOW_PIECES)])
+        names = [name for name, _, _ in arrivals]
+        assert names == ["route", *["delta"] * len(ANSWER.split()), "done"]
+        deltas = [(data["text"], at) for name, data, at in arrivals if name == "delta"]
+        assert "".join(text for text, _ in deltas) == ANSWER
+        assert arrivals[-1][1]["answer"] == ANSWER
+        assert len(openai_upstream.calls) == 1  # a chosen route: no routing call
+        # The text reached the client as the model produced it, over LATENCY_S - TTFT_S
+        # (1.5 s), not in one burst at the end.
+        assert deltas[-1][1] - deltas[0][1] >= 1.0
 
     def test_a_client_going_away_mid_stream_leaves_a_final_row(
-        self, live_server, routes, user, monkeypatch
+        self, live_server, routes, user, openai_upstream
     ):
-        monkeypatch.setattr(OfflineBackend, "stream", slow_stream)
+        openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
         token = token_header(user)
 
         with (
@@ -260,7 +277,7 @@ class TestStreamOverRealHttp:
             request_id = json.loads(next(lines).removeprefix("data: "))["id"]
         # The connection is closed; the server notices at its next write.
 
-        deadline = time.monotonic() + SLOW_DELAY_S * len(SLOW_PIECES) + 3
+        deadline = time.monotonic() + LATENCY_S + 3
         status = RequestStatus.RECEIVED
         while time.monotonic() < deadline:
             status = RequestLog.objects.get(pk=request_id).status

@@ -1,9 +1,6 @@
 """GET /api/v1/routes/: what an API client can choose as `route`."""
 
-from collections.abc import Iterator
-
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from routing.services import route_update
@@ -14,13 +11,6 @@ from tests.routing.factories import EmergencyRouteFactory, RouteFactory
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/routes/"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> Iterator[None]:
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
