@@ -20,7 +20,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def user():
-    return UserFactory(username="maya", first_name="Maya", last_name="Chen")
+    # The factory gets-or-creates by username: set the names even if "maya" already exists.
+    maya = UserFactory(username="maya")
+    maya.first_name, maya.last_name = "Maya", "Chen"
+    maya.save(update_fields=["first_name", "last_name"])
+    return maya
 
 
 @pytest.fixture
