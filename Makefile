@@ -38,8 +38,11 @@ serve: install  ## Serve under gunicorn (set DJANGO_SECRET_KEY, DATABASE_URL, RE
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
+bench: install  ## Benchmark the old design against the new on PostgreSQL + Redis (bench/README.md)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lock:  ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.12 -o requirements.lock
 
-.PHONY: help install run test serve lock
+.PHONY: help install run test serve bench lock

@@ -16,7 +16,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 preload_app = False
 
 
@@ -31,3 +31,11 @@ def when_ready(server: object) -> None:
         request_logs_mark_abandoned()
     except Exception as exc:  # The server must start even if the database is still coming up.
         print(f"clubos: could not sweep abandoned requests: {exc}")
+    # Workers fork from this process: a connection (or pool) opened here would be shared
+    # by all of them, each reading the others' results.
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()

@@ -11,3 +11,6 @@ _project = runpy.run_path(str(Path(__file__).resolve().parent.parent / "gunicorn
 globals().update({k: v for k, v in _project.items() if not k.startswith("__")})
 
 accesslog = None
+# No control socket: gunicorn's default path is shared by every gunicorn of this user, and the
+# bench must not take it over from a server someone else is running.
+control_socket_disable = True

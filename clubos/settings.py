@@ -95,7 +95,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["CONN_MAX_AGE"] = 0
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=600)
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A health check is one more statement on every request; off unless asked for.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool(
+            "DATABASE_CONN_HEALTH_CHECKS", default=False
+        )
 else:
     # SQLite: wait for the writer lock instead of failing at once under concurrent requests.
     DATABASES["default"].setdefault("OPTIONS", {})
