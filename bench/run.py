@@ -386,8 +386,7 @@ def start_stack(
         "DJANGO_ALLOWED_HOSTS": HOST,
         "GUNICORN_BIND": f"{HOST}:{app_port}",
     }
-    if db_pool:
-        app_env["DATABASE_POOL"] = "1"
+    app_env["DATABASE_POOL"] = "1" if db_pool else "0"
     if workers:
         app_env["GUNICORN_WORKERS"] = str(workers)
     if threads:
@@ -461,7 +460,7 @@ def start_stack(
         "threads": threads or 64,
         "database": "psycopg pool (DATABASE_POOL=1)"
         if db_pool
-        else "persistent DB connections (CONN_MAX_AGE=600, health checks)",
+        else "persistent DB connections (DATABASE_POOL=0, CONN_MAX_AGE=600)",
         "client": client,
         "upstream": {
             "ttft_s": UPSTREAM_TTFT_S,
@@ -777,7 +776,12 @@ def run_all(stack: Stack, profile: Profile, only: set[str], report: dict[str, An
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ClubOS benchmark (see bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="a small run (c=1/20/100), < 2 min")
-    parser.add_argument("--db-pool", action="store_true", help="run the app with DATABASE_POOL=1")
+    parser.add_argument(
+        "--persistent-db",
+        dest="db_pool",
+        action="store_false",
+        help="run the app with DATABASE_POOL=0 (persistent connections) instead of the pool",
+    )
     parser.add_argument(
         "--client",
         choices=("auto", "aiohttp", "httpx2"),

@@ -83,13 +83,16 @@ ASGI_APPLICATION = "clubos.asgi.application"
 # --- Database -----------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    if env.bool("DATABASE_POOL", default=False):
-        # psycopg's pool lives inside each process; persistent connections are off with it.
+    # psycopg's pool (one per process) by default: a request holds a connection only for its
+    # two writes and gives it back while it waits on the model, so 500 concurrent streams
+    # need a few dozen connections. Persistent connections, one per thread, ran PostgreSQL
+    # out of connections at 50 concurrent clients (bench/README.md).
+    if env.bool("DATABASE_POOL", default=True):
         DATABASES["default"]["OPTIONS"] = {
             "pool": {
                 "min_size": env.int("DATABASE_POOL_MIN", default=2),
                 "max_size": env.int("DATABASE_POOL_MAX", default=20),
-                "timeout": 5,
+                "timeout": 10,
             }
         }
         DATABASES["default"]["CONN_MAX_AGE"] = 0
