@@ -37,5 +37,6 @@ def when_ready(server: object) -> None:
 
     for connection in connections.all(initialized_only=True):
         connection.close()
-        if getattr(connection, "pool", None) is not None:
-            connection.close_pool()
+        close_pool = getattr(connection, "close_pool", None)  # PostgreSQL only
+        if close_pool is not None and getattr(connection, "pool", None) is not None:
+            close_pool()
