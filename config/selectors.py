@@ -7,15 +7,12 @@ request fails.
 """
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 
+from config.caching import cached_or_build
 from config.models import SystemConfig
-
-logger = logging.getLogger(__name__)
 
 CONFIG_CACHE_KEY = "config:system:v1"
 CONFIG_CACHE_TTL_S = 60
@@ -55,16 +52,9 @@ def system_config_load() -> SystemConfig:
 
 def system_config_get() -> ConfigSnapshot:
     """The current system configuration: Redis (60 s, invalidated on save), else the database."""
-    try:
-        cached = cache.get(CONFIG_CACHE_KEY)
-    except Exception:
-        logger.warning("config cache unavailable; reading the database", exc_info=True)
-        return ConfigSnapshot.from_model(system_config_load())
-    if isinstance(cached, ConfigSnapshot):
-        return cached
-    snapshot = ConfigSnapshot.from_model(system_config_load())
-    try:
-        cache.set(CONFIG_CACHE_KEY, snapshot, CONFIG_CACHE_TTL_S)
-    except Exception:
-        logger.warning("config cache unavailable; not caching", exc_info=True)
-    return snapshot
+    return cached_or_build(
+        CONFIG_CACHE_KEY,
+        CONFIG_CACHE_TTL_S,
+        lambda: ConfigSnapshot.from_model(system_config_load()),
+        ConfigSnapshot,
+    )

@@ -7,14 +7,10 @@ changes whenever anything a router learns from changes, so process-local artefac
 """
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
-
+from config.caching import cached_or_build
 from routing.models import Route
-
-logger = logging.getLogger(__name__)
 
 CATALOG_CACHE_KEY = "routing:catalog:v1"
 CATALOG_CACHE_TTL_S = 300
@@ -114,19 +110,9 @@ def route_catalog_build() -> RouteCatalog:
 
 def route_catalog_get() -> RouteCatalog:
     """The routes as the request path sees them: cached, falling back to the database."""
-    try:
-        cached = cache.get(CATALOG_CACHE_KEY)
-    except Exception:
-        logger.warning("route cache unavailable; reading the database", exc_info=True)
-        return route_catalog_build()
-    if isinstance(cached, RouteCatalog):
-        return cached
-    catalog = route_catalog_build()
-    try:
-        cache.set(CATALOG_CACHE_KEY, catalog, CATALOG_CACHE_TTL_S)
-    except Exception:
-        logger.warning("route cache unavailable; not caching", exc_info=True)
-    return catalog
+    return cached_or_build(
+        CATALOG_CACHE_KEY, CATALOG_CACHE_TTL_S, route_catalog_build, RouteCatalog
+    )
 
 
 def route_training_examples() -> list[tuple[str, str]]:

@@ -7,6 +7,19 @@ from rest_framework.test import APIClient
 from routing.models import Route
 from tests.routing.factories import RouteFactory
 
+# The public request object of DESIGN.md: exactly these keys.
+REQUEST_KEYS = {
+    "id",
+    "status",
+    "route",
+    "routing",
+    "answer",
+    "cached",
+    "escalated",
+    "timings_ms",
+    "created_at",
+}
+
 DEFAULT_ROUTES = {
     "emergency": "Emergency",
     "booking": "Booking & Access",

@@ -10,24 +10,13 @@ from rest_framework.test import APIClient
 
 from config.services import system_config_update
 from requestlogs.models import Channel, RequestLog, RequestStatus
-from tests.requestlogs.api_factories import token_client
+from tests.requestlogs.api_factories import REQUEST_KEYS, token_client
 from tests.requestlogs.factories import PASSWORD, RequestLogFactory, UserFactory
 from tests.routing.factories import RouteFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/requests/"
-REQUEST_KEYS = {
-    "id",
-    "status",
-    "route",
-    "routing",
-    "answer",
-    "cached",
-    "escalated",
-    "timings_ms",
-    "created_at",
-}
 ROUTING_SOURCES = {"manual", "rules", "local", "llm", "default"}
 
 

@@ -14,21 +14,10 @@ from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
 from routing.models import Route
 from routing.services import route_update
-from tests.requestlogs.api_factories import token_header
+from tests.requestlogs.api_factories import REQUEST_KEYS, token_header
 
 URL = "/api/v1/requests/"
 SSE = {"Accept": "text/event-stream"}
-REQUEST_KEYS = {
-    "id",
-    "status",
-    "route",
-    "routing",
-    "answer",
-    "cached",
-    "escalated",
-    "timings_ms",
-    "created_at",
-}
 # A model that takes its time: first text after TTFT_S, the last of it after LATENCY_S.
 TTFT_S = 0.1
 LATENCY_S = 1.6
