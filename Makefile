@@ -24,7 +24,7 @@ install: $(STAMP)  ## Create .venv and install the locked dependencies
 
 run: install  ## Migrate, create demo data and a demo login, serve on http://127.0.0.1:8000
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install  ## Lint, type-check and run the whole test suite

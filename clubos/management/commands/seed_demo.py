@@ -27,8 +27,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default=None, help="default: a new random one")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="where it is served")
 
-    def handle(self, *args: Any, username: str, password: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, username: str, password: str | None, url: str, **options: Any
+    ) -> None:
         password = password or secrets.token_urlsafe(9)
         user_model = get_user_model()
         with transaction.atomic():
@@ -49,7 +52,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 "\n  ClubOS demo login\n"
-                f"    URL:      http://127.0.0.1:8000/\n"
+                f"    URL:      {url}\n"
                 f"    username: {username}\n"
                 f"    password: {password}\n"
             )
