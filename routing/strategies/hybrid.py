@@ -5,10 +5,10 @@ import time
 
 from config.llm import openai_configured
 from config.selectors import ConfigSnapshot
-from routing.classifier import local_router_model
 from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy
 from routing.strategies.llm import LLMStrategy
+from routing.strategies.local import LocalStrategy
 from routing.strategies.rules import emergency_match
 
 logger = logging.getLogger(__name__)
@@ -24,11 +24,12 @@ class HybridStrategy(RoutingStrategy):
     name = "hybrid"
 
     def __init__(self) -> None:
+        self.local = LocalStrategy()
         self.llm = LLMStrategy()
 
     def warm(self, catalog: RouteCatalog) -> None:
         emergency_match("warm-up", catalog)
-        local_router_model.get(catalog.fingerprint)
+        self.local.warm(catalog)
 
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
@@ -62,14 +63,7 @@ class HybridStrategy(RoutingStrategy):
         return _decision(local.route, local.confidence, "local", started)
 
     def _local(self, text: str, catalog: RouteCatalog) -> RouteDecision | None:
-        model = local_router_model.get(catalog.fingerprint)
-        if model is None:
-            return None
-        probs = {
-            slug: p
-            for slug, p in model.predict_proba(text).items()
-            if (route := catalog.get(slug)) is not None and route.enabled
-        }
+        probs = self.local.route_probabilities(text, catalog)
         if not probs:
             return None
         best = max(probs, key=probs.__getitem__)

@@ -16,20 +16,28 @@ class LocalStrategy(RoutingStrategy):
     def warm(self, catalog: RouteCatalog) -> None:
         local_router_model.get(catalog.fingerprint)
 
+    def route_probabilities(self, text: str, catalog: RouteCatalog) -> dict[str, float]:
+        """The classifier's probability for each enabled route (empty with no model)."""
+        model = local_router_model.get(catalog.fingerprint)
+        if model is None:
+            return {}
+        return {
+            slug: p
+            for slug, p in model.predict_proba(text).items()
+            if (route := catalog.get(slug)) is not None and route.enabled
+        }
+
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:
         started = time.perf_counter()
-        model = local_router_model.get(catalog.fingerprint)
-        if model is None:
+        probs = self.route_probabilities(text, catalog)
+        if not probs:
             return None
-        prediction = model.predict(text)
-        route = catalog.get(prediction.slug)
-        if route is None or not route.enabled:
-            return None
+        best = max(probs, key=probs.__getitem__)
         return RouteDecision(
-            route=route,
-            confidence=prediction.confidence,
+            route=catalog.by_slug[best],
+            confidence=probs[best],
             source="local",
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
