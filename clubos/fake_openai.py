@@ -121,6 +121,9 @@ class Call:
     failure: str | None = None
     """The injected failure mode, if any."""
     finished: float | None = None
+    client: str | None = None
+    """``host:port`` of the connection the request came on: the same for every request a
+    client sends on one kept-alive connection."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -576,6 +579,11 @@ def _cycle_of(send: Send) -> Any:
     return getattr(send, "__self__", None)
 
 
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
 def _client_gone(cycle: Any) -> bool:
     return bool(getattr(cycle, "disconnected", False))
 
@@ -714,6 +722,7 @@ class FakeOpenAIApp:
             stream=bool(as_dict.get("stream")),
             body=body,
             started=time.monotonic(),
+            client=_peer(scope),
         )
         self._record(call)
         try:

@@ -138,6 +138,9 @@ else:
     }
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# How long a worker trusts an API token it has checked (clubos.auth): a deleted token or a
+# deactivated user is refused everywhere within this many seconds. 0 checks every request.
+API_TOKEN_CACHE_S = env.float("API_TOKEN_CACHE_S", default=10.0)
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -176,7 +179,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "clubos.auth.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from config.caching import cached_or_build
+from config.caching import SharedSnapshot
 from config.models import SystemConfig
 
 CONFIG_CACHE_KEY = "config:system:v1"
@@ -50,11 +50,16 @@ def system_config_load() -> SystemConfig:
     return row
 
 
+def _config_build() -> ConfigSnapshot:
+    return ConfigSnapshot.from_model(system_config_load())
+
+
+system_config_snapshot: SharedSnapshot[ConfigSnapshot] = SharedSnapshot(
+    CONFIG_CACHE_KEY, CONFIG_CACHE_TTL_S, _config_build, ConfigSnapshot
+)
+
+
 def system_config_get() -> ConfigSnapshot:
-    """The current system configuration: Redis (60 s, invalidated on save), else the database."""
-    return cached_or_build(
-        CONFIG_CACHE_KEY,
-        CONFIG_CACHE_TTL_S,
-        lambda: ConfigSnapshot.from_model(system_config_load()),
-        ConfigSnapshot,
-    )
+    """The current system configuration: this process's copy (checked against the shared
+    cache at most once a second, see ``config.caching``), else the database."""
+    return system_config_snapshot.get()

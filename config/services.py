@@ -3,22 +3,17 @@
 import logging
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 
 from config.models import SystemConfig
-from config.selectors import CONFIG_CACHE_KEY, system_config_load
+from config.selectors import system_config_load, system_config_snapshot
 
 logger = logging.getLogger(__name__)
 
 
 def system_config_invalidate() -> None:
     """Drop the cached config so the next request on every worker reads the new row."""
-    try:
-        cache.delete(CONFIG_CACHE_KEY)
-    except Exception:
-        # With the cache down there is nothing stale to serve: readers go to the database.
-        logger.warning("config cache unavailable; could not invalidate", exc_info=True)
+    system_config_snapshot.invalidate()
 
 
 @transaction.atomic

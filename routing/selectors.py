@@ -1,7 +1,7 @@
 """Cached reads of the routes.
 
-The request path reads routes through ``route_catalog_get()``: one cache round trip on a
-warm path, no database query. The catalog is plain frozen data. Its ``fingerprint``
+The request path reads routes through ``route_catalog_get()``: a process-local copy on a
+warm path (no database query, at most one small cache read a second). The catalog is plain frozen data. Its ``fingerprint``
 changes whenever anything a router learns from changes, so process-local artefacts
 (compiled rules, a trained classifier) know when to rebuild.
 """
@@ -9,7 +9,7 @@ changes whenever anything a router learns from changes, so process-local artefac
 import hashlib
 from dataclasses import dataclass, field
 
-from config.caching import cached_or_build
+from config.caching import SharedSnapshot
 from routing.models import Route
 
 CATALOG_CACHE_KEY = "routing:catalog:v1"
@@ -108,11 +108,15 @@ def route_catalog_build() -> RouteCatalog:
     )
 
 
+route_catalog_snapshot: SharedSnapshot[RouteCatalog] = SharedSnapshot(
+    CATALOG_CACHE_KEY, CATALOG_CACHE_TTL_S, route_catalog_build, RouteCatalog
+)
+
+
 def route_catalog_get() -> RouteCatalog:
-    """The routes as the request path sees them: cached, falling back to the database."""
-    return cached_or_build(
-        CATALOG_CACHE_KEY, CATALOG_CACHE_TTL_S, route_catalog_build, RouteCatalog
-    )
+    """The routes as the request path sees them: this process's copy (checked against the
+    shared cache at most once a second, see ``config.caching``), else the database."""
+    return route_catalog_snapshot.get()
 
 
 def route_training_examples() -> list[tuple[str, str]]:

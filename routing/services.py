@@ -3,12 +3,11 @@
 import logging
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 
 from routing.models import KnowledgeEntry, Route
-from routing.selectors import CATALOG_CACHE_KEY
+from routing.selectors import route_catalog_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +16,7 @@ ANSWER_SHAPING_FIELDS = frozenset({"instructions", "model", "backend"})
 
 
 def route_catalog_invalidate() -> None:
-    try:
-        cache.delete(CATALOG_CACHE_KEY)
-    except Exception:
-        logger.warning("route cache unavailable; could not invalidate", exc_info=True)
+    route_catalog_snapshot.invalidate()
 
 
 def _invalidate_now_and_on_commit() -> None:

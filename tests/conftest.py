@@ -10,14 +10,19 @@ pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack"]
 
 @pytest.fixture(autouse=True)
 def _clean_process_state() -> Iterator[None]:
-    """Each test starts with an empty cache and closed circuit breakers."""
+    """Each test starts with empty caches (shared and in-process) and closed circuit breakers."""
     from django.core.cache import cache
 
     from assistants.breaker import breakers_reset
+    from clubos.auth import api_token_cache
+    from config.caching import SharedSnapshot
 
     cache.clear()
+    SharedSnapshot.forget_all()
+    api_token_cache.clear()
     breakers_reset()
     yield
+    SharedSnapshot.forget_all()
     breakers_reset()
 
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -48,24 +49,65 @@ def translate_openai_error(exc: Exception) -> AssistantError:
     raise exc
 
 
-def _events(response: Any) -> Iterator[dict[str, Any]]:
-    """The JSON of each server-sent event's ``data`` line, until ``[DONE]`` or the end.
+class SSEDecoder:
+    """Splits a server-sent event stream into the ``data`` payloads of its events.
 
-    The SDK would build a pydantic model for every event; for a streamed answer that is
-    most of the server's CPU per request (hundreds of token deltas), and the two fields
-    we read need none of it. The request itself still goes through the SDK: auth, base
-    URL, headers, and status codes raised as the SDK's exceptions.
+    Fed the body as it arrives, one network read at a time; returns the payloads of the
+    lines each read completed. OpenAI-compatible servers send one ``data:`` line of JSON
+    per event, so a payload is one JSON document (or ``[DONE]``).
     """
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        try:
-            yield json.loads(payload)
-        except ValueError as exc:
-            raise AssistantError(FailureKind.UPSTREAM, "the model sent malformed data") from exc
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
+
+
+def _json(payload: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except ValueError as exc:
+        raise AssistantError(FailureKind.UPSTREAM, "the model sent malformed data") from exc
+    if not isinstance(event, dict):
+        raise AssistantError(FailureKind.UPSTREAM, "the model sent malformed data")
+    return event
+
+
+class _StreamProtocol(ABC):
+    """What one API's events mean: the text each adds, failures, and the final completion."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @abstractmethod
+    def text_of(self, event: dict[str, Any]) -> str:
+        """The answer text this event adds (``""`` for none); raises on a failure event."""
+
+    @abstractmethod
+    def completion(self, text: str) -> Completion:
+        """The completion once the body has ended; raises if the stream ended early."""
+
+
+def _read_stream(response: Any, protocol: _StreamProtocol) -> Iterator[StreamEvent]:
+    """The answer as ``TextDelta`` events, one per network read, then its ``Completion``.
+
+    The body is read from the raw HTTP response, not through the SDK's per-event models:
+    for a streamed answer of a few hundred token deltas those were most of the server's
+    CPU per request, and the two fields read here need none of it. Text that arrives in
+    one read is one delta (one write to the person, not one per token). The body is read
+    to its end so that the connection goes back to the client's pool for the next call.
+    """
+    decoder = SSEDecoder()
+    parts: list[str] = []
+    for chunk in response.http_response.iter_bytes():
+        text = "".join([protocol.text_of(_json(p)) for p in decoder.feed(chunk) if p != b"[DONE]"])
+        if text:
+            parts.append(text)
+            yield TextDelta(text)
+    yield protocol.completion("".join(parts))
 
 
 def _guarded(
@@ -94,6 +136,63 @@ def _guarded(
         response.close()
 
 
+class _ResponsesProtocol(_StreamProtocol):
+    """Responses API events: ``response.output_text.delta``…, then ``response.completed``."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.result: dict[str, Any] | None = None
+
+    def text_of(self, event: dict[str, Any]) -> str:
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            return event.get("delta") or ""
+        if kind == "response.completed":
+            self.result = event.get("response") or {}
+        elif kind in {"response.failed", "response.incomplete", "error"}:
+            raise AssistantError(FailureKind.UPSTREAM, f"the model stopped: {kind}")
+        return ""
+
+    def completion(self, text: str) -> Completion:
+        if self.result is None:
+            raise AssistantError(FailureKind.UPSTREAM, "the model's stream ended early")
+        usage = self.result.get("usage") or {}
+        return Completion(
+            text=text,
+            model=self.result.get("model") or self.model,
+            tokens_in=usage.get("input_tokens"),
+            tokens_out=usage.get("output_tokens"),
+        )
+
+
+class _ChatProtocol(_StreamProtocol):
+    """Chat Completions chunks: ``choices[].delta.content``…, a ``finish_reason``, usage."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.usage: dict[str, Any] = {}
+        self.finished = False
+
+    def text_of(self, event: dict[str, Any]) -> str:
+        self.model = event.get("model") or self.model
+        self.usage = event.get("usage") or self.usage
+        text = ""
+        for choice in event.get("choices") or ():
+            text += (choice.get("delta") or {}).get("content") or ""
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+        return text
+
+    def completion(self, text: str) -> Completion:
+        if not self.finished:
+            raise AssistantError(FailureKind.UPSTREAM, "the model's stream ended early")
+        return Completion(
+            text=text,
+            model=self.model,
+            tokens_in=self.usage.get("prompt_tokens"),
+            tokens_out=self.usage.get("completion_tokens"),
+        )
+
+
 class OpenAIResponsesBackend(AssistantBackend):
     """OpenAI's Responses API, streamed; instructions come from the route, not a dashboard."""
 
@@ -117,27 +216,7 @@ class OpenAIResponsesBackend(AssistantBackend):
             )
 
         def read(response: Any) -> Iterator[StreamEvent]:
-            parts: list[str] = []
-            for event in _events(response):
-                kind = event.get("type")
-                if kind == "response.output_text.delta":
-                    delta = event.get("delta") or ""
-                    if delta:
-                        parts.append(delta)
-                        yield TextDelta(delta)
-                elif kind == "response.completed":
-                    result = event.get("response") or {}
-                    usage = result.get("usage") or {}
-                    yield Completion(
-                        text="".join(parts),
-                        model=result.get("model") or request.model,
-                        tokens_in=usage.get("input_tokens"),
-                        tokens_out=usage.get("output_tokens"),
-                    )
-                    return
-                elif kind in {"response.failed", "response.incomplete", "error"}:
-                    raise AssistantError(FailureKind.UPSTREAM, f"the model stopped: {kind}")
-            raise AssistantError(FailureKind.UPSTREAM, "the model's stream ended early")
+            return _read_stream(response, _ResponsesProtocol(request.model))
 
         return _guarded(open_stream, read, request.timeout_s)
 
@@ -165,27 +244,6 @@ class OpenAIChatBackend(AssistantBackend):
             )
 
         def read(response: Any) -> Iterator[StreamEvent]:
-            parts: list[str] = []
-            model = request.model
-            usage: dict[str, Any] = {}
-            finished = False
-            for chunk in _events(response):
-                model = chunk.get("model") or model
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        parts.append(content)
-                        yield TextDelta(content)
-                    if choice.get("finish_reason"):
-                        finished = True
-            if not finished:
-                raise AssistantError(FailureKind.UPSTREAM, "the model's stream ended early")
-            yield Completion(
-                text="".join(parts),
-                model=model,
-                tokens_in=usage.get("prompt_tokens"),
-                tokens_out=usage.get("completion_tokens"),
-            )
+            return _read_stream(response, _ChatProtocol(request.model))
 
         return _guarded(open_stream, read, request.timeout_s)

@@ -88,6 +88,39 @@ class TestAuthentication:
 
         assert client.get("/api/v1/requests/").status_code == 401
 
+    def test_a_known_token_costs_no_query_on_later_requests(self, django_assert_num_queries):
+        from rest_framework.authtoken.models import Token
+
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory())}")
+        assert client.get("/api/v1/routes/").status_code == 200
+        with django_assert_num_queries(0):
+            assert client.get("/api/v1/routes/").status_code == 200
+
+    def test_a_deleted_token_is_refused_once_its_check_expires(self, settings):
+        from rest_framework.authtoken.models import Token
+
+        settings.API_TOKEN_CACHE_S = 0.2
+        token = Token.objects.create(user=UserFactory())
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        assert client.get("/api/v1/routes/").status_code == 200
+        token.delete()
+        time.sleep(0.25)
+        assert client.get("/api/v1/routes/").status_code == 401
+
+    def test_a_deactivated_user_is_refused_at_once_when_caching_is_off(self, settings):
+        from rest_framework.authtoken.models import Token
+
+        settings.API_TOKEN_CACHE_S = 0
+        user = UserFactory()
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user)}")
+        assert client.get("/api/v1/routes/").status_code == 200
+        user.is_active = False
+        user.save()
+        assert client.get("/api/v1/routes/").status_code == 401
+
     def test_a_session_works_too(self):
         client = APIClient()
         client.force_login(UserFactory())

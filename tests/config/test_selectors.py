@@ -46,6 +46,34 @@ def test_a_warm_read_makes_no_database_query(django_assert_num_queries):
             system_config_get()
 
 
+def test_another_workers_edit_is_seen_within_a_second(monkeypatch):
+    from config import caching
+    from config.models import SystemConfig
+    from config.selectors import CONFIG_CACHE_KEY, _config_build
+
+    assert system_config_get().assistant_timeout_s == 15.0
+    # Another worker: its own in-process copy over the same shared cache, and its write.
+    other = caching.SharedSnapshot(CONFIG_CACHE_KEY, 60, _config_build, ConfigSnapshot)
+    SystemConfig.objects.update(assistant_timeout_s=8.0)
+    other.invalidate()
+    assert system_config_get().assistant_timeout_s == 15.0  # this worker's copy, still fresh
+    monkeypatch.setattr(caching, "LOCAL_FRESH_S", 0.0)
+    assert system_config_get().assistant_timeout_s == 8.0
+    assert other.get().assistant_timeout_s == 8.0
+
+
+def test_a_warm_read_within_the_fresh_window_does_not_touch_the_cache(redis_down):
+    # Redis is down: a read that reached it would rebuild from the database.
+    system_config_get()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(50):
+            system_config_get()
+    assert len(queries) == 0
+
+
 def test_saving_is_seen_by_the_next_read(django_assert_num_queries):
     system_config_get()
     system_config_update(assistant_timeout_s=9.0, confidence_threshold=0.75)

@@ -128,6 +128,23 @@ class TestUpstream:
         assert call.body["instructions"] == Route.objects.get(slug="tech").instructions
         assert "TrackMan frozen in bay 3" in str(call.body["input"])
 
+    def test_consecutive_answers_reuse_one_upstream_connection(self, openai_upstream):
+        # Each answer is read to the end of its body, so the SDK's pooled connection is
+        # free for the next call instead of being closed and reopened.
+        for n in range(3):
+            assert submit(f"TrackMan frozen in bay {n}", route="tech").status == RequestStatus.OK
+        peers = {c.client for c in openai_upstream.calls}
+        assert len(openai_upstream.calls) == 3 and len(peers) == 1 and None not in peers
+
+    def test_streamed_text_arrives_in_order_and_whole(self, openai_upstream):
+        openai_upstream.configure(answer_text="Reboot the TrackMan unit, then recalibrate.")
+        request = request_validate(text="TrackMan frozen", route="tech", user=None)
+        log = request_log_create(request=request)
+        events = list(request_process(request=request, log=log))
+        deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
+        assert deltas and "".join(deltas) == "Reboot the TrackMan unit, then recalibrate."
+        assert refreshed(log).answer == "".join(deltas)
+
     def test_auto_with_the_llm_router_makes_two_calls(self, openai_upstream):
         system_config_update(routing_strategy="llm")
         log = refreshed(submit("TrackMan frozen in bay 3"))
