@@ -4,7 +4,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -61,37 +61,41 @@ class AssistantCall:
             # The offline backend has no upstream to protect or retry.
             yield from backend.stream(self._request(self.timeout_s))
             return
-        breaker = breaker_for(self.backend_name)
-        deadline = time.monotonic() + self.timeout_s
-        retries_left = self.config.assistant_retries
+        attempts = _Attempts(self)
         while True:
-            remaining = deadline - time.monotonic()
-            if not breaker.allow():
-                raise AssistantError(
-                    FailureKind.UNAVAILABLE, "the model is unavailable right now (circuit open)"
-                )
-            self.upstream_calls += 1
+            request = attempts.start()
             sent_text = False
             try:
-                for event in backend.stream(self._request(remaining)):
+                for event in backend.stream(request):
                     sent_text = sent_text or isinstance(event, TextDelta)
                     yield event
             except AssistantError as exc:
-                if exc.kind is not FailureKind.REJECTED:
-                    breaker.record_failure()
-                remaining = deadline - time.monotonic()
-                # Once text has reached the person a retry would show a second answer.
-                if (
-                    exc.retryable
-                    and not sent_text
-                    and retries_left > 0
-                    and remaining >= MIN_ATTEMPT_S
-                ):
-                    retries_left -= 1
-                    logger.info("assistant %s failed (%s); retrying", self.backend_name, exc.kind)
+                if attempts.retry_after(exc, sent_text):
                     continue
                 raise
-            breaker.record_success()
+            attempts.succeeded()
+            return
+
+    async def astream(self) -> AsyncIterator[StreamEvent]:
+        """The same as iterating, for an event loop: the backend's ``astream``."""
+        backend = get_backend(self.backend_name)
+        if not backend.calls_upstream:
+            async for event in backend.astream(self._request(self.timeout_s)):
+                yield event
+            return
+        attempts = _Attempts(self)
+        while True:
+            request = attempts.start()
+            sent_text = False
+            try:
+                async for event in backend.astream(request):
+                    sent_text = sent_text or isinstance(event, TextDelta)
+                    yield event
+            except AssistantError as exc:
+                if attempts.retry_after(exc, sent_text):
+                    continue
+                raise
+            attempts.succeeded()
             return
 
     def _request(self, timeout_s: float) -> AssistantRequest:
@@ -102,6 +106,39 @@ class AssistantCall:
             model=self.model,
             timeout_s=max(timeout_s, 0.1),
         )
+
+
+class _Attempts:
+    """The retry policy of one call: the breaker, the deadline and the retries left."""
+
+    def __init__(self, call: AssistantCall) -> None:
+        self.call = call
+        self.breaker = breaker_for(call.backend_name)
+        self.deadline = time.monotonic() + call.timeout_s
+        self.retries_left = call.config.assistant_retries
+
+    def start(self) -> AssistantRequest:
+        """The next attempt's request (its timeout: what is left of the deadline)."""
+        if not self.breaker.allow():
+            raise AssistantError(
+                FailureKind.UNAVAILABLE, "the model is unavailable right now (circuit open)"
+            )
+        self.call.upstream_calls += 1
+        return self.call._request(self.deadline - time.monotonic())
+
+    def retry_after(self, exc: AssistantError, sent_text: bool) -> bool:
+        if exc.kind is not FailureKind.REJECTED:
+            self.breaker.record_failure()
+        remaining = self.deadline - time.monotonic()
+        # Once text has reached the person a retry would show a second answer.
+        if exc.retryable and not sent_text and self.retries_left > 0 and remaining >= MIN_ATTEMPT_S:
+            self.retries_left -= 1
+            logger.info("assistant %s failed (%s); retrying", self.call.backend_name, exc.kind)
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self.breaker.record_success()
 
 
 # --- Response cache -------------------------------------------------------------------

@@ -130,8 +130,9 @@ def render_header(report: dict[str, Any]) -> list[str]:
     if s:
         up = s["upstream"]
         lines.append(
-            f"app: gunicorn {s['worker_class']} {s['workers']} workers x {s['threads']} threads, "
-            f"{s['database']}, Redis cache; upstream: clubos.fake_openai, first token after "
+            f"app: gunicorn {s['worker_class']} {s['workers']} workers"
+            + (f" x {s['threads']} threads, " if s.get("threads") else " (uvloop), ")
+            + f"{s['database']}, Redis cache; upstream: clubos.fake_openai, first token after "
             f"{up['ttft_s']} s, {up['latency_s']} s per model call; client: {s['client']} "
             f"on uvloop in separate processes"
         )

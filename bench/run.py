@@ -372,6 +372,7 @@ def start_stack(
     client: str,
     workers: int | None = None,
     threads: int | None = None,
+    worker_class: str = "asgi",
 ) -> Stack:
     env = base_env()
     fake_port, app_port = free_port(), free_port()
@@ -391,6 +392,7 @@ def start_stack(
         app_env["GUNICORN_WORKERS"] = str(workers)
     if threads:
         app_env["GUNICORN_THREADS"] = str(threads)
+    app_env["GUNICORN_WORKER_CLASS"] = worker_class
     stack = Stack(procs=procs, app_env=app_env, client=client, fake_url=fake_url)
     stack.base_url = f"http://{HOST}:{app_port}"
     prepare(app_env)
@@ -456,8 +458,8 @@ def start_stack(
     stack.meter = CpuMeter(gunicorn.pid, stack.fake.pid)
     stack.settings = {
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads or 64,
+        "worker_class": worker_class,
+        "threads": (threads or 64) if worker_class == "gthread" else None,
         "database": "psycopg pool (DATABASE_POOL=1)"
         if db_pool
         else "persistent DB connections (DATABASE_POOL=0, CONN_MAX_AGE=600)",
@@ -789,7 +791,13 @@ def main(argv: list[str] | None = None) -> int:
         help="load generator's HTTP client (auto: aiohttp if installed, else httpx2)",
     )
     parser.add_argument("--workers", type=int, help="GUNICORN_WORKERS (default: one per core)")
-    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: 64)")
+    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (gthread; default: 64)")
+    parser.add_argument(
+        "--worker-class",
+        choices=("asgi", "gthread"),
+        default="asgi",
+        help="GUNICORN_WORKER_CLASS (default: asgi, the project's default)",
+    )
     parser.add_argument(
         "--only", default="ab,overhead,queries,cache", help="scenarios: ab,overhead,queries,cache"
     )
@@ -832,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
             client=client_library(args.client),
             workers=args.workers,
             threads=args.threads,
+            worker_class=args.worker_class,
         )
         report["stack"] = stack.settings
         run_all(stack, profile, only, report)

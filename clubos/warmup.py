@@ -4,6 +4,8 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+WARM_UP_TIMEOUT_S = 3.0
+
 
 def warm_up() -> None:
     from config.llm import openai_client, openai_configured
@@ -21,6 +23,17 @@ def warm_up() -> None:
     if openai_configured():
         try:
             # Opens the pooled connection (TCP and TLS) that the first request will reuse.
-            openai_client().with_options(timeout=3.0).models.list()
+            openai_client().with_options(timeout=WARM_UP_TIMEOUT_S).models.list()
+        except Exception:
+            logger.warning("warm-up could not reach the model's server", exc_info=True)
+
+
+async def warm_up_async() -> None:
+    """On the server's event loop: open the async client's connection (ASGI lifespan)."""
+    from config.llm import openai_async_client, openai_configured
+
+    if openai_configured():
+        try:
+            await openai_async_client().with_options(timeout=WARM_UP_TIMEOUT_S).models.list()
         except Exception:
             logger.warning("warm-up could not reach the model's server", exc_info=True)

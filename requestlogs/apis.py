@@ -7,10 +7,12 @@ every write and ``request_log_payload`` is the one definition of the public requ
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
@@ -40,11 +42,13 @@ from requestlogs.services import (
     PipelineEvent,
     RequestDone,
     RequestInput,
+    RequestRun,
     RouteChosen,
     request_escalate,
     request_feedback_set,
     request_log_create,
     request_process,
+    request_process_async,
     request_validate,
 )
 from requestlogs.stats import timing_stats
@@ -93,6 +97,18 @@ def _done_frame(event: RequestDone) -> bytes:
     return sse_frame("error", {**payload, "error": message})
 
 
+def _frame(event: PipelineEvent) -> bytes:
+    if isinstance(event, AnswerDelta):
+        return sse_frame("delta", {"text": event.text})
+    if isinstance(event, RouteChosen):
+        return sse_frame("route", _route_event_data(event))
+    return _done_frame(event)
+
+
+def _internal_error_frame(log: RequestLog) -> bytes:
+    return sse_frame("error", {**request_log_payload(log), "error": INTERNAL_ERROR_MESSAGE})
+
+
 def request_event_stream(events: Iterator[PipelineEvent], log: RequestLog) -> Iterator[bytes]:
     """The pipeline's events as SSE frames.
 
@@ -101,22 +117,32 @@ def request_event_stream(events: Iterator[PipelineEvent], log: RequestLog) -> It
     """
     try:
         for event in events:
-            if isinstance(event, RouteChosen):
-                yield sse_frame("route", _route_event_data(event))
-            elif isinstance(event, AnswerDelta):
-                yield sse_frame("delta", {"text": event.text})
-            elif isinstance(event, RequestDone):
-                yield _done_frame(event)
+            yield _frame(event)
     except Exception:
         # The pipeline has already marked the row `error`; the client gets a final
         # event instead of a stream that just stops.
         logger.exception("request %s failed while streaming", log.pk)
         log.refresh_from_db()
-        yield sse_frame("error", {**request_log_payload(log), "error": INTERNAL_ERROR_MESSAGE})
+        yield _internal_error_frame(log)
     finally:
         close = getattr(events, "close", None)
         if close is not None:
             close()
+
+
+async def request_event_stream_async(
+    events: AsyncGenerator[PipelineEvent], log: RequestLog
+) -> AsyncIterator[bytes]:
+    """``request_event_stream`` for the ASGI server (Django iterates it on the event loop)."""
+    try:
+        async for event in events:
+            yield _frame(event)
+    except Exception:
+        logger.exception("request %s failed while streaming", log.pk)
+        await sync_to_async(log.refresh_from_db)()
+        yield _internal_error_frame(log)
+    finally:
+        await events.aclose()
 
 
 def _wants_event_stream(request: Request) -> bool:
@@ -382,7 +408,7 @@ class RequestListCreateApi(APIView):
         )
         log = request_log_create(request=request_input)
         if _wants_event_stream(request):
-            return self._stream(request_input, log)
+            return self._stream(request, request_input, log)
 
         final = log
         for event in request_process(request=request_input, log=log):
@@ -398,12 +424,25 @@ class RequestListCreateApi(APIView):
         return Channel.WEB if from_console and by_session else Channel.API
 
     @staticmethod
-    def _stream(request_input: RequestInput, log: RequestLog) -> StreamingHttpResponse:
-        events = request_process(request=request_input, log=log)
+    def _stream(
+        request: Request, request_input: RequestInput, log: RequestLog
+    ) -> StreamingHttpResponse:
+        content: Iterator[bytes] | AsyncIterator[bytes]
+        if isinstance(request._request, ASGIRequest):
+            # Under ASGI this view runs in a thread; routing (which may ask the LLM) runs
+            # here too, then the wait for the answer moves to the event loop and the
+            # thread is free: a waiting request costs a coroutine, not a thread.
+            run = RequestRun(request=request_input, log=log)
+            try:
+                run.begin()
+            except Exception as exc:
+                run.crash(exc)
+                raise
+            content = request_event_stream_async(request_process_async(run=run), log)
+        else:
+            content = request_event_stream(request_process(request=request_input, log=log), log)
         response = StreamingHttpResponse(
-            request_event_stream(events, log),
-            status=status.HTTP_201_CREATED,
-            content_type=EVENT_STREAM,
+            content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
         )
         response["Cache-Control"] = "no-cache"
         # Tell nginx-style proxies to pass every frame on at once.

@@ -6,14 +6,16 @@ writes per request; nothing fire-and-forget. Whatever happens after the insert -
 upstream failure, the client going away - ends with the row in a final status.
 """
 
+import asyncio
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -187,24 +189,42 @@ def db_connection_release() -> None:
         connection.close()
 
 
-def request_process(*, request: RequestInput, log: RequestLog) -> Generator[PipelineEvent]:
-    """Route and answer a logged request, yielding events as they happen.
+class RequestRun:
+    """One logged request from routing to its final row: the steps both servers share.
 
-    The row is finished in every case, including the consumer closing this generator
-    early (the client went away): then it is marked ``abandoned`` with what was said.
+    ``request_process`` drives it in a thread (WSGI), ``request_process_async`` on an
+    event loop (ASGI); only the wait for the model differs. Every step that touches the
+    database or the shared cache is a plain method, so the async driver can run it in a
+    thread. Whatever happens, ``finish``, ``abandon`` or ``crash`` gives the row its
+    final status, once.
     """
-    db_connection_release()
-    config = request.config
-    alerts: list[Future[bool] | None] = []
-    fields: dict[str, Any] = {}
-    answer: list[str] = []
-    finished = False
-    try:
+
+    def __init__(self, *, request: RequestInput, log: RequestLog) -> None:
+        self.request = request
+        self.log = log
+        self.config = request.config
+        self.fields: dict[str, Any] = {}
+        self.answer: list[str] = []
+        self.alerts: list[Future[bool] | None] = []
+        self.call: AssistantCall | None = None
+        self.hit: Completion | None = None
+        self.completion: Completion | None = None
+        self.assistant_started = 0.0
+        self.begun: list[PipelineEvent] = []
+        self.finished = False
+
+    def begin(self) -> list[PipelineEvent]:
+        """Route, alert on an emergency, look in the response cache: the first events.
+
+        May call the model when the router asks the LLM, so never on an event loop.
+        """
+        db_connection_release()
+        request = self.request
         decision = route_decide(
-            text=request.text, requested=request.route, catalog=request.catalog, config=config
+            text=request.text, requested=request.route, catalog=request.catalog, config=self.config
         )
         route = decision.route
-        fields.update(
+        self.fields.update(
             route_id=route.id,
             routing_source=decision.source,
             confidence=round(decision.confidence, 4),
@@ -212,106 +232,169 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Generator[Pipe
             upstream_calls=decision.upstream_calls,
         )
         if route.is_emergency:
-            alerts.append(_alert(AlertKind.EMERGENCY, log, fields, config))
-        yield RouteChosen(log=log, decision=decision)
-
+            self.alerts.append(self._alert(AlertKind.EMERGENCY))
+        events: list[PipelineEvent] = [RouteChosen(log=self.log, decision=decision)]
         if route.is_emergency and route.safety_preamble:
-            answer.append(route.safety_preamble.strip() + "\n\n")
-            yield AnswerDelta(answer[-1])
-
-        call = AssistantCall(
-            text=request.text, location=request.location, route=route, config=config
+            events.append(self.delta(route.safety_preamble.strip() + "\n\n", first_text=False))
+        self.call = AssistantCall(
+            text=request.text, location=request.location, route=route, config=self.config
         )
-        fields.update(backend=call.backend_name, model=call.model)
-        assistant_started = time.perf_counter()
-        try:
-            completion = yield from _answer(call, request, fields, answer)
-        except AssistantError as exc:
-            message = _failure_message(route, exc, request.text)
-            if answer and not answer[-1].endswith("\n"):
-                message = "\n\n" + message
-            answer.append(message)
-            yield AnswerDelta(message)
-            fields.update(
-                status=RequestStatus.TIMEOUT
-                if exc.kind is FailureKind.TIMEOUT
-                else RequestStatus.ERROR,
-                error=f"{exc.kind}: {exc}",
-            )
-            alerts.append(_alert(AlertKind.FAILURE, log, fields, config, detail=str(exc)))
-        else:
+        self.fields.update(backend=self.call.backend_name, model=self.call.model)
+        self.assistant_started = time.perf_counter()
+        self.hit = response_cache_get(call=self.call)
+        if self.hit is not None:
+            self.fields["cached"] = True
+            events.append(self.delta(self.hit.text))
+            self.completion = self.hit
+        self.begun = events
+        return events
+
+    def delta(self, text: str, *, first_text: bool = True) -> AnswerDelta:
+        if first_text:
+            self.fields.setdefault("ttft_ms", _elapsed_ms(self.request.started))
+        self.answer.append(text)
+        return AnswerDelta(text)
+
+    def answered(self, completion: Completion | None) -> None:
+        if completion is None:
+            raise AssistantError(FailureKind.UPSTREAM, "the assistant ended without an answer")
+        self.completion = completion
+
+    def failed(self, exc: AssistantError) -> AnswerDelta:
+        """The model could not answer: say so, with the procedure on file, and alert."""
+        assert self.call is not None
+        message = _failure_message(self.call.route, exc, self.request.text)
+        if self.answer and not self.answer[-1].endswith("\n"):
+            message = "\n\n" + message
+        self.fields.update(
+            status=RequestStatus.TIMEOUT
+            if exc.kind is FailureKind.TIMEOUT
+            else RequestStatus.ERROR,
+            error=f"{exc.kind}: {exc}",
+        )
+        self.alerts.append(self._alert(AlertKind.FAILURE, detail=str(exc)))
+        return self.delta(message, first_text=False)
+
+    def finish(self) -> RequestDone:
+        """The second write, with everything the request learnt; caches a fresh answer."""
+        assert self.call is not None
+        fields = self.fields
+        if "status" not in fields:
+            assert self.completion is not None
             fields.update(
                 status=RequestStatus.CACHED if fields.get("cached") else RequestStatus.OK,
-                model=completion.model,
-                tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out,
+                model=self.completion.model,
+                tokens_in=self.completion.tokens_in,
+                tokens_out=self.completion.tokens_out,
             )
-        fields["upstream_calls"] += call.upstream_calls
-        fields.update(answer="".join(answer), assistant_ms=_elapsed_ms(assistant_started))
-        finished = True
-        _finish(log, fields, request.started)
-        yield RequestDone(log=log, failed=fields["status"] not in _ANSWERED)
-    except GeneratorExit:
-        if not finished:
-            fields.update(
+            if self.hit is None:
+                response_cache_put(call=self.call, completion=self.completion)
+        fields["upstream_calls"] += self.call.upstream_calls
+        fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
+        self.finished = True
+        _finish(self.log, fields, self.request.started)
+        return RequestDone(log=self.log, failed=fields["status"] not in _ANSWERED)
+
+    def abandon(self) -> None:
+        """The client went away before the end: keep what it was sent."""
+        if not self.finished:
+            self.finished = True
+            self.fields.update(
                 status=RequestStatus.ABANDONED,
-                answer="".join(answer),
+                answer="".join(self.answer),
                 error="the client went away before the answer was complete",
             )
-            _finish(log, fields, request.started)
-        raise
-    except Exception as exc:
-        if not finished:
-            logger.exception("request %s failed", log.pk)
-            fields.update(
+            _finish(self.log, self.fields, self.request.started)
+
+    def crash(self, exc: BaseException) -> None:
+        if not self.finished:
+            self.finished = True
+            logger.error("request %s failed", self.log.pk, exc_info=exc)
+            self.fields.update(
                 status=RequestStatus.ERROR,
-                answer="".join(answer),
+                answer="".join(self.answer),
                 error=f"internal error: {type(exc).__name__}: {exc}",
             )
-            _finish(log, fields, request.started)
+            _finish(self.log, self.fields, self.request.started)
+
+    def wait_alerts(self) -> None:
+        slack_alerts_wait(self.alerts, timeout_s=SLACK_WAIT_S)
+
+    def _alert(self, kind: AlertKind, detail: str = "") -> Future[bool] | None:
+        # The notifier reads the log's fields in its own thread; give it what we know so far.
+        for name, value in self.fields.items():
+            setattr(self.log, name, value)
+        return slack_alert_submit(kind=kind, log=self.log, config=self.config, detail=detail)
+
+
+def request_process(*, request: RequestInput, log: RequestLog) -> Generator[PipelineEvent]:
+    """Route and answer a logged request, yielding events as they happen.
+
+    The row is finished in every case, including the consumer closing this generator
+    early (the client went away): then it is marked ``abandoned`` with what was said.
+    """
+    run = RequestRun(request=request, log=log)
+    try:
+        yield from run.begin()
+        if run.hit is None:
+            assert run.call is not None
+            try:
+                completion: Completion | None = None
+                for event in run.call:
+                    if isinstance(event, TextDelta):
+                        yield run.delta(event.text)
+                    else:
+                        completion = event
+                run.answered(completion)
+            except AssistantError as exc:
+                yield run.failed(exc)
+        yield run.finish()
+    except GeneratorExit:
+        run.abandon()
+        raise
+    except Exception as exc:
+        run.crash(exc)
         raise
     finally:
-        slack_alerts_wait(alerts, timeout_s=SLACK_WAIT_S)
+        run.wait_alerts()
+
+
+async def request_process_async(*, run: RequestRun) -> AsyncGenerator[PipelineEvent]:
+    """``request_process`` for an event loop, after ``run.begin()`` ran in a thread.
+
+    Only the wait for the model happens on the loop (the backend's ``astream``): a
+    request waiting on its answer holds no thread. The final write runs in the request's
+    thread (``sync_to_async``). Closing or cancelling this generator (the client went
+    away) marks the row ``abandoned``.
+    """
+    try:
+        for first in run.begun:
+            yield first
+        if run.hit is None:
+            assert run.call is not None
+            try:
+                completion: Completion | None = None
+                async for event in run.call.astream():
+                    if isinstance(event, TextDelta):
+                        yield run.delta(event.text)
+                    else:
+                        completion = event
+                run.answered(completion)
+            except AssistantError as exc:
+                yield run.failed(exc)
+        yield await sync_to_async(run.finish)()
+    except (GeneratorExit, asyncio.CancelledError):
+        await asyncio.shield(sync_to_async(run.abandon)())
+        raise
+    except Exception as exc:
+        await sync_to_async(run.crash)(exc)
+        raise
+    finally:
+        if run.alerts:
+            await sync_to_async(run.wait_alerts)()
 
 
 _ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
-
-
-def _answer(
-    call: AssistantCall, request: RequestInput, fields: dict[str, Any], answer: list[str]
-) -> Generator[AnswerDelta, None, Completion]:
-    """The answer from the response cache or the assistant, streamed; returns its completion."""
-    hit = response_cache_get(call=call)
-    if hit is not None:
-        fields.update(ttft_ms=_elapsed_ms(request.started), cached=True)
-        answer.append(hit.text)
-        yield AnswerDelta(hit.text)
-        return hit
-    completion: Completion | None = None
-    for event in call:
-        if isinstance(event, TextDelta):
-            fields.setdefault("ttft_ms", _elapsed_ms(request.started))
-            answer.append(event.text)
-            yield AnswerDelta(event.text)
-        else:
-            completion = event
-    if completion is None:
-        raise AssistantError(FailureKind.UPSTREAM, "the assistant ended without an answer")
-    response_cache_put(call=call, completion=completion)
-    return completion
-
-
-def _alert(
-    kind: AlertKind,
-    log: RequestLog,
-    fields: dict[str, Any],
-    config: ConfigSnapshot,
-    detail: str = "",
-) -> Future[bool] | None:
-    # The notifier reads the log's fields in this thread; give it what we know so far.
-    for name, value in fields.items():
-        setattr(log, name, value)
-    return slack_alert_submit(kind=kind, log=log, config=config, detail=detail)
 
 
 def _finish(log: RequestLog, fields: dict[str, Any], started: float) -> None:
@@ -421,6 +504,7 @@ __all__ = [
     "PipelineEvent",
     "RequestDone",
     "RequestInput",
+    "RequestRun",
     "RouteChosen",
     "RoutingSource",
     "request_escalate",
@@ -429,6 +513,7 @@ __all__ = [
     "request_log_relabel",
     "request_logs_mark_abandoned",
     "request_process",
+    "request_process_async",
     "request_submit",
     "request_validate",
 ]

@@ -5,7 +5,7 @@ import pytest
 # DJANGO_SECRET_KEY and DJANGO_ALLOW_ASYNC_UNSAFE (Playwright's sync API runs an event loop
 # in the test thread) are set by pytest-env from pyproject.toml, before Django loads.
 
-pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack"]
+pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack", "tests.fixtures_asgi"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """What an assistant backend is: a routed request in, a stream of answer text out."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
@@ -60,8 +60,10 @@ class AssistantBackend(ABC):
 
     ``stream`` yields ``TextDelta`` events as the answer grows and one ``Completion``
     last, or raises ``AssistantError``. Each call of ``stream`` is one upstream call: it
-    never retries (the one retry loop is ``assistants.services.assistant_stream``) and
+    never retries (the one retry loop is ``assistants.services.AssistantCall``) and
     never writes the request log. ``calls_upstream`` says whether it reaches a model.
+    ``astream`` is the same for an event loop (the ASGI server); a backend that waits on
+    the network must override it so the wait does not block the loop.
     """
 
     name: ClassVar[str]
@@ -69,6 +71,11 @@ class AssistantBackend(ABC):
 
     @abstractmethod
     def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]: ...
+
+    async def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
+        # Only for backends that do no I/O (the offline one): computing is all they do.
+        for event in self.stream(request):
+            yield event
 
     def user_message(self, request: AssistantRequest) -> str:
         if request.location:

@@ -1,9 +1,10 @@
 """Backends that call an OpenAI-compatible upstream through the official SDK."""
 
+import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -18,7 +19,7 @@ from assistants.backends.base import (
     StreamEvent,
     TextDelta,
 )
-from config.llm import UpstreamNotConfigured, openai_client
+from config.llm import UpstreamNotConfigured, openai_async_client, openai_client
 
 
 def call_timeout(seconds: float) -> httpx2.Timeout:
@@ -103,11 +104,60 @@ def _read_stream(response: Any, protocol: _StreamProtocol) -> Iterator[StreamEve
     decoder = SSEDecoder()
     parts: list[str] = []
     for chunk in response.http_response.iter_bytes():
-        text = "".join([protocol.text_of(_json(p)) for p in decoder.feed(chunk) if p != b"[DONE]"])
+        text = _chunk_text(decoder, protocol, chunk)
         if text:
             parts.append(text)
             yield TextDelta(text)
     yield protocol.completion("".join(parts))
+
+
+def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) -> str:
+    return "".join([protocol.text_of(_json(p)) for p in decoder.feed(chunk) if p != b"[DONE]"])
+
+
+_TOO_SLOW = "the model did not finish in time"
+
+
+async def _aguarded(
+    open_stream: Callable[[], Awaitable[Any]], protocol: _StreamProtocol, budget_s: float
+) -> AsyncIterator[StreamEvent]:
+    """``_guarded`` and ``_read_stream`` for an event loop: one streamed call, budget included.
+
+    Every wait (the response's headers, each read) is bounded by what is left of the
+    budget, so a hanging model costs the loop nothing and the request no more than that.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s
+    try:
+        async with asyncio.timeout_at(deadline):
+            response = await open_stream()
+    except TimeoutError as exc:
+        raise AssistantError(FailureKind.TIMEOUT, "the model did not answer in time") from exc
+    except Exception as exc:
+        raise translate_openai_error(exc) from exc
+    try:
+        decoder = SSEDecoder()
+        parts: list[str] = []
+        chunks = response.http_response.aiter_bytes()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except TimeoutError as exc:
+                raise AssistantError(FailureKind.TIMEOUT, _TOO_SLOW) from exc
+            text = _chunk_text(decoder, protocol, chunk)
+            if text:
+                parts.append(text)
+                yield TextDelta(text)
+        yield protocol.completion("".join(parts))
+    except AssistantError:
+        raise
+    except Exception as exc:
+        raise translate_openai_error(exc) from exc
+    finally:
+        await response.close()
 
 
 def _guarded(
@@ -126,7 +176,7 @@ def _guarded(
     try:
         for event in read(response):
             if time.monotonic() > deadline:
-                raise AssistantError(FailureKind.TIMEOUT, "the model did not finish in time")
+                raise AssistantError(FailureKind.TIMEOUT, _TOO_SLOW)
             yield event
     except AssistantError:
         raise
@@ -198,20 +248,23 @@ class OpenAIResponsesBackend(AssistantBackend):
 
     name = "openai-responses"
 
+    def params(self, request: AssistantRequest) -> dict[str, Any]:
+        return {
+            "model": request.model,
+            "instructions": request.route.instructions,
+            "input": self.user_message(request),
+            "stream": True,
+            "store": False,
+            "timeout": call_timeout(request.timeout_s),
+        }
+
     def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
         def open_stream() -> Any:
             # Entering the SDK's context manager sends the request; _guarded closes the
             # response it returns, which is all its __exit__ would do.
             return (
                 openai_client()
-                .responses.with_streaming_response.create(
-                    model=request.model,
-                    instructions=request.route.instructions,
-                    input=self.user_message(request),
-                    stream=True,
-                    store=False,
-                    timeout=call_timeout(request.timeout_s),
-                )
+                .responses.with_streaming_response.create(**self.params(request))
                 .__enter__()
             )
 
@@ -220,26 +273,38 @@ class OpenAIResponsesBackend(AssistantBackend):
 
         return _guarded(open_stream, read, request.timeout_s)
 
+    def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
+        def open_stream() -> Awaitable[Any]:
+            client = openai_async_client()
+            return client.responses.with_streaming_response.create(
+                **self.params(request)
+            ).__aenter__()
+
+        return _aguarded(open_stream, _ResponsesProtocol(request.model), request.timeout_s)
+
 
 class OpenAIChatBackend(AssistantBackend):
     """Chat Completions, for OpenAI-compatible servers (vLLM, Ollama, LiteLLM)."""
 
     name = "openai-chat"
 
+    def params(self, request: AssistantRequest) -> dict[str, Any]:
+        return {
+            "model": request.model,
+            "messages": [
+                {"role": "system", "content": request.route.instructions},
+                {"role": "user", "content": self.user_message(request)},
+            ],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": call_timeout(request.timeout_s),
+        }
+
     def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
         def open_stream() -> Any:
             return (
                 openai_client()
-                .chat.completions.with_streaming_response.create(
-                    model=request.model,
-                    messages=[
-                        {"role": "system", "content": request.route.instructions},
-                        {"role": "user", "content": self.user_message(request)},
-                    ],
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    timeout=call_timeout(request.timeout_s),
-                )
+                .chat.completions.with_streaming_response.create(**self.params(request))
                 .__enter__()
             )
 
@@ -247,3 +312,12 @@ class OpenAIChatBackend(AssistantBackend):
             return _read_stream(response, _ChatProtocol(request.model))
 
         return _guarded(open_stream, read, request.timeout_s)
+
+    def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
+        def open_stream() -> Awaitable[Any]:
+            client = openai_async_client()
+            return client.chat.completions.with_streaming_response.create(
+                **self.params(request)
+            ).__aenter__()
+
+        return _aguarded(open_stream, _ChatProtocol(request.model), request.timeout_s)

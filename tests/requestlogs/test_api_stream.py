@@ -208,11 +208,20 @@ class TestStreamWithTheTestClient:
         assert response.json()["detail"]
 
 
+@pytest.fixture(params=["wsgi", "asgi"])
+def server_url(request) -> str:
+    """A real server and socket: Django's WSGI live server, or the ASGI application (the
+    event-loop path gunicorn's ``asgi`` worker serves)."""
+    if request.param == "wsgi":
+        return request.getfixturevalue("live_server").url
+    return request.getfixturevalue("asgi_live_server").url
+
+
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 class TestStreamOverRealHttp:
     """Through a real server and socket: frames must leave as they happen, not at the end."""
 
-    def test_frames_arrive_incrementally(self, live_server, routes, user, openai_upstream):
+    def test_frames_arrive_incrementally(self, server_url, routes, user, openai_upstream):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S, answer_text=ANSWER)
         token = token_header(user)
         arrivals: list[tuple[str, dict[str, Any], float]] = []
@@ -221,7 +230,7 @@ class TestStreamOverRealHttp:
             httpx2.Client(timeout=10) as http,
             http.stream(
                 "POST",
-                f"{live_server.url}{URL}",
+                f"{server_url}{URL}",
                 json={"text": "TrackMan frozen in bay 3", "route": "tech"},
                 headers={**SSE, "Authorization": token},
             ) as response,
@@ -247,7 +256,7 @@ class TestStreamOverRealHttp:
         assert deltas[-1][1] - deltas[0][1] >= 1.0
 
     def test_a_client_going_away_mid_stream_leaves_a_final_row(
-        self, live_server, routes, user, openai_upstream
+        self, server_url, routes, user, openai_upstream
     ):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
         token = token_header(user)
@@ -256,7 +265,7 @@ class TestStreamOverRealHttp:
             httpx2.Client(timeout=10) as http,
             http.stream(
                 "POST",
-                f"{live_server.url}{URL}",
+                f"{server_url}{URL}",
                 json={"text": "TrackMan frozen in bay 3", "route": "tech"},
                 headers={**SSE, "Authorization": token},
             ) as response,
@@ -274,3 +283,43 @@ class TestStreamOverRealHttp:
                 break
             time.sleep(0.1)
         assert status == RequestStatus.ABANDONED
+
+    def test_a_json_request_gets_the_whole_answer(self, server_url, routes, user, openai_upstream):
+        openai_upstream.configure(answer_text=ANSWER)
+
+        response = httpx2.post(
+            f"{server_url}{URL}",
+            json={"text": "TrackMan frozen in bay 3"},
+            headers={"Authorization": token_header(user)},
+            timeout=10,
+        )
+
+        assert response.status_code == 201
+        body = response.json()
+        assert set(body) == REQUEST_KEYS
+        assert body["answer"] == ANSWER and body["status"] == RequestStatus.OK
+        assert RequestLog.objects.get(pk=body["id"]).answer == ANSWER
+
+    def test_a_hanging_model_ends_in_an_error_event_within_the_deadline(
+        self, server_url, routes, user, openai_upstream
+    ):
+        system_config_update(assistant_timeout_s=1.0, assistant_retries=0)
+        openai_upstream.configure(fail="hang", hang_s=5.0)
+        started = time.monotonic()
+
+        with httpx2.Client(timeout=10) as http:
+            response = http.post(
+                f"{server_url}{URL}",
+                json={"text": "TrackMan frozen in bay 3", "route": "tech"},
+                headers={**SSE, "Authorization": token_header(user)},
+            )
+
+        elapsed = time.monotonic() - started
+        events = parse_sse(response.content)
+        assert events[0][0] == "route"
+        assert events[-1][0] == "error"
+        assert "did not answer in time" in events[-1][1]["error"]
+        assert elapsed < 3.0
+        row = RequestLog.objects.get(pk=events[0][1]["id"])
+        assert row.status == RequestStatus.TIMEOUT
+        assert row.answer == events[-1][1]["answer"]
