@@ -2,10 +2,12 @@
 worker sends, which Django itself does not handle."""
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import django
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
@@ -22,13 +24,60 @@ class OneHopASGIHandler(ASGIHandler):
     thread, in one trip. What stays on the loop is reading the request, sending the
     response, and iterating a streaming response's async iterator: the answer's wait
     on the model (``requestlogs.services.request_process_async``).
+
+    Each request's thread is a long-lived one borrowed from ``_RequestThreads``: Django's
+    handler starts (and joins) a new thread per request, which stalls the event loop
+    while the new thread waits for the GIL.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = _RequestThreads()
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        executor = self.threads.acquire()
+        try:
+            # asgiref runs this request's thread-sensitive calls (the middleware and view,
+            # the final write) on `executor`, one at a time, and leaves it running.
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            self.threads.release(executor)
+
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+
+
+class _RequestThreads:
+    """Idle one-thread executors, each lent to one request at a time.
+
+    A thread keeps its own database connection object (Django's are per thread), which
+    the request gives back to the pool when it finishes, as under WSGI.
+    """
+
+    MAX_IDLE = 256
+
+    def __init__(self) -> None:
+        self._idle: list[ThreadPoolExecutor] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clubos-request")
+
+    def release(self, executor: ThreadPoolExecutor) -> None:
+        with self._lock:
+            if len(self._idle) < self.MAX_IDLE:
+                self._idle.append(executor)
+                return
+        executor.shutdown(wait=False)
 
 
 django.setup(set_prefix=False)
