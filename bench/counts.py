@@ -60,7 +60,9 @@ def main() -> None:
                 b"".join(response.streaming_content)
         return (response.json() if not stream else {}), len(queries.captured_queries)
 
-    print("database queries per warm API request (token auth, INSERT, UPDATE):")
+    print(
+        "database queries per warm API request (INSERT, UPDATE; the token is remembered for API_TOKEN_CACHE_S):"
+    )
     for route in ("tech", "auto"):
         for stream in (False, True):
             post(route, stream)  # warm the caches
