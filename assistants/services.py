@@ -52,6 +52,13 @@ class AssistantCall:
         self.model = self.route.model or self.config.default_assistant_model
 
     @property
+    def calls_upstream(self) -> bool:
+        try:
+            return get_backend(self.backend_name).calls_upstream
+        except AssistantError:
+            return True  # an unknown backend: iterating says so, as a failed answer
+
+    @property
     def timeout_s(self) -> float:
         return self.route.timeout_s or self.config.assistant_timeout_s
 

@@ -28,7 +28,7 @@ from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
 from routing.models import Route
-from routing.router import AUTO, route_decide
+from routing.router import AUTO, route_decide, strategy_get
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 from routing.services import route_utterance_add
 from routing.strategies import RouteDecision
@@ -218,8 +218,14 @@ class RequestRun:
 
         May call the model when the router asks the LLM, so never on an event loop.
         """
-        db_connection_release()
         request = self.request
+        # The database connection goes back to the pool before any wait on a model (the
+        # LLM router's, the assistant's), and only then: a request answered at once
+        # (a cache hit, the offline backend) keeps it for its final write.
+        if request.route == AUTO and strategy_get(self.config.routing_strategy).may_call_upstream(
+            self.config
+        ):
+            db_connection_release()
         decision = route_decide(
             text=request.text, requested=request.route, catalog=request.catalog, config=self.config
         )
@@ -242,6 +248,8 @@ class RequestRun:
         self.fields.update(backend=self.call.backend_name, model=self.call.model)
         self.assistant_started = time.perf_counter()
         self.hit = response_cache_get(call=self.call)
+        if self.hit is None and self.call.calls_upstream:
+            db_connection_release()
         if self.hit is not None:
             self.fields["cached"] = True
             events.append(self.delta(self.hit.text))

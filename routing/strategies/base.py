@@ -37,6 +37,10 @@ class RoutingStrategy(ABC):
 
     name: ClassVar[str]
 
+    def may_call_upstream(self, config: ConfigSnapshot) -> bool:
+        """Whether ``decide`` may wait on a model (the caller then frees what it holds)."""
+        return False
+
     def warm(self, catalog: RouteCatalog) -> None:  # noqa: B027  (optional hook)
         """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
 

@@ -23,6 +23,9 @@ CLASSIFIER_EMERGENCY_MIN = 0.9
 class HybridStrategy(RoutingStrategy):
     name = "hybrid"
 
+    def may_call_upstream(self, config: ConfigSnapshot) -> bool:
+        return config.llm_routing_enabled and openai_configured()
+
     def __init__(self) -> None:
         self.local = LocalStrategy()
         self.llm = LLMStrategy()

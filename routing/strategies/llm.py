@@ -48,6 +48,9 @@ def routing_prompt(catalog: RouteCatalog) -> str:
 class LLMStrategy(RoutingStrategy):
     name = "llm"
 
+    def may_call_upstream(self, config: ConfigSnapshot) -> bool:
+        return True
+
     def decide(
         self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:

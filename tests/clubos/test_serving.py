@@ -1,9 +1,7 @@
-"""How the app is served: gunicorn's settings and the ASGI application's start-up."""
+"""How the app is served: gunicorn's settings (the ASGI server itself: test_api_stream)."""
 
 import runpy
 from pathlib import Path
-
-import pytest
 
 GUNICORN_CONF = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
 
@@ -27,13 +25,3 @@ def test_gunicorn_can_serve_wsgi_with_threads_instead(monkeypatch):
     conf = gunicorn_settings(monkeypatch, GUNICORN_WORKER_CLASS="gthread", GUNICORN_THREADS="32")
     assert conf["wsgi_app"] == "clubos.wsgi:application"
     assert conf["threads"] == 32
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_the_asgi_app_opens_its_upstream_connection_before_the_first_request(
-    openai_upstream, asgi_live_server
-):
-    # The lifespan start-up warmed the event loop's client (and, on the module's first
-    # import, the thread client): models calls only, before any request was sent.
-    paths = [c.path for c in openai_upstream.calls]
-    assert paths and set(paths) == {"/v1/models"}

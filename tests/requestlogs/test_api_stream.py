@@ -221,6 +221,14 @@ def server_url(request) -> str:
 class TestStreamOverRealHttp:
     """Through a real server and socket: frames must leave as they happen, not at the end."""
 
+    def test_the_asgi_app_opens_its_upstream_connection_before_the_first_request(
+        self, openai_upstream, asgi_live_server
+    ):
+        # The lifespan start-up warmed the event loop's client (and, on the module's first
+        # import, the thread client): models calls only, before any request was sent.
+        paths = [c.path for c in openai_upstream.calls]
+        assert paths and set(paths) == {"/v1/models"}
+
     def test_frames_arrive_incrementally(self, server_url, routes, user, openai_upstream):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S, answer_text=ANSWER)
         token = token_header(user)
