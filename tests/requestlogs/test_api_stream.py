@@ -292,6 +292,26 @@ class TestStreamOverRealHttp:
             time.sleep(0.1)
         assert status == RequestStatus.ABANDONED
 
+    def test_a_cached_answer_streams_with_no_model_call(
+        self, server_url, routes, user, openai_upstream
+    ):
+        system_config_update(response_cache_enabled=True)
+        openai_upstream.configure(answer_text=ANSWER)
+        body = {"text": "TrackMan frozen in bay 3", "route": "tech"}
+        headers = {**SSE, "Authorization": token_header(user)}
+        with httpx2.Client(timeout=10) as http:
+            first = parse_sse(http.post(f"{server_url}{URL}", json=body, headers=headers).content)
+            calls = len(openai_upstream.calls)
+            again = parse_sse(http.post(f"{server_url}{URL}", json=body, headers=headers).content)
+
+        assert first[-1][1]["status"] == RequestStatus.OK
+        assert [name for name, _ in again] == ["route", "delta", "done"]
+        assert again[1][1]["text"] == ANSWER
+        assert again[-1][1]["status"] == RequestStatus.CACHED and again[-1][1]["cached"] is True
+        assert len(openai_upstream.calls) == calls
+        row = RequestLog.objects.get(pk=again[0][1]["id"])
+        assert row.status == RequestStatus.CACHED and row.answer == ANSWER
+
     def test_a_json_request_gets_the_whole_answer(self, server_url, routes, user, openai_upstream):
         openai_upstream.configure(answer_text=ANSWER)
 
