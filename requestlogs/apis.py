@@ -42,7 +42,6 @@ from requestlogs.services import (
     PipelineEvent,
     RequestDone,
     RequestInput,
-    RequestRun,
     RouteChosen,
     request_escalate,
     request_feedback_set,
@@ -143,11 +142,6 @@ async def request_event_stream_async(
         yield _internal_error_frame(log)
     finally:
         await events.aclose()
-
-
-async def _frames_async(frames: list[bytes]) -> AsyncIterator[bytes]:
-    for frame in frames:
-        yield frame
 
 
 def _wants_event_stream(request: Request) -> bool:
@@ -437,21 +431,9 @@ class RequestListCreateApi(APIView):
             # Under ASGI this view runs in a thread; routing (which may ask the LLM) runs
             # here too, then the wait for the answer moves to the event loop and the
             # thread is free: a waiting request costs a coroutine, not a thread.
-            run = RequestRun(request=request_input, log=log)
-            try:
-                run.begin()
-                # A cached answer is complete already: finish here, in this thread, and
-                # let the loop only send the frames.
-                frames = [*run.begun, run.finish()] if run.hit is not None else None
-                if frames is not None:
-                    run.wait_alerts()
-            except Exception as exc:
-                run.crash(exc)
-                raise
-            if frames is not None:
-                content = _frames_async([_frame(event) for event in frames])
-            else:
-                content = request_event_stream_async(request_process_async(run=run), log)
+            content = request_event_stream_async(
+                request_process_async(request=request_input, log=log), log
+            )
         else:
             content = request_event_stream(request_process(request=request_input, log=log), log)
         response = StreamingHttpResponse(

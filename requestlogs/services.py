@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from assistants.backends import AssistantError, Completion, FailureKind, TextDelta
+from assistants.backends import AssistantError, Completion, FailureKind, StreamEvent, TextDelta
 from assistants.backends.offline import knowledge_best
 from assistants.services import AssistantCall, response_cache_get, response_cache_put
 from config.selectors import ConfigSnapshot, system_config_get
@@ -263,10 +263,16 @@ class RequestRun:
         self.answer.append(text)
         return AnswerDelta(text)
 
-    def answered(self, completion: Completion | None) -> None:
-        if completion is None:
+    def take(self, event: StreamEvent) -> AnswerDelta | None:
+        """One event of the assistant's stream: text for the person, or its completion."""
+        if isinstance(event, TextDelta):
+            return self.delta(event.text)
+        self.completion = event
+        return None
+
+    def answered(self) -> None:
+        if self.completion is None:
             raise AssistantError(FailureKind.UPSTREAM, "the assistant ended without an answer")
-        self.completion = completion
 
     def failed(self, exc: AssistantError) -> AnswerDelta:
         """The model could not answer: say so, with the procedure on file, and alert."""
@@ -347,13 +353,10 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Generator[Pipe
         if run.hit is None:
             assert run.call is not None
             try:
-                completion: Completion | None = None
                 for event in run.call:
-                    if isinstance(event, TextDelta):
-                        yield run.delta(event.text)
-                    else:
-                        completion = event
-                run.answered(completion)
+                    if (delta := run.take(event)) is not None:
+                        yield delta
+                run.answered()
             except AssistantError as exc:
                 yield run.failed(exc)
         yield run.finish()
@@ -367,29 +370,49 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Generator[Pipe
         run.wait_alerts()
 
 
-async def request_process_async(*, run: RequestRun) -> AsyncGenerator[PipelineEvent]:
-    """``request_process`` for an event loop, after ``run.begin()`` ran in a thread.
+def request_process_async(
+    *, request: RequestInput, log: RequestLog
+) -> AsyncGenerator[PipelineEvent]:
+    """``request_process`` for an event loop (ASGI); call it in the request's thread.
 
-    Only the wait for the model happens on the loop (the backend's ``astream``): a
-    request waiting on its answer holds no thread. The final write runs in the request's
-    thread (``sync_to_async``). Closing or cancelling this generator (the client went
-    away) marks the row ``abandoned``.
+    Routing (which may ask the LLM) and the response cache run here, in the thread. A
+    cached answer is complete already: its row is finished here too and the loop only
+    replays the events. Otherwise the wait for the model happens on the loop (the
+    backend's ``astream``): a request waiting on its answer holds no thread.
     """
+    run = RequestRun(request=request, log=log)
+    try:
+        run.begin()
+        if run.hit is not None:
+            events = [*run.begun, run.finish()]
+            run.wait_alerts()
+            return _replay(events)
+    except Exception as exc:
+        run.crash(exc)
+        raise
+    return _answer_on_loop(run)
+
+
+async def _replay(events: list[PipelineEvent]) -> AsyncGenerator[PipelineEvent]:
+    for event in events:
+        yield event
+
+
+async def _answer_on_loop(run: RequestRun) -> AsyncGenerator[PipelineEvent]:
+    """The rest of a begun run on the event loop; the final write in the request's thread
+    (``sync_to_async``). Closing or cancelling this generator (the client went away)
+    marks the row ``abandoned``."""
     try:
         for first in run.begun:
             yield first
-        if run.hit is None:
-            assert run.call is not None
-            try:
-                completion: Completion | None = None
-                async for event in run.call.astream():
-                    if isinstance(event, TextDelta):
-                        yield run.delta(event.text)
-                    else:
-                        completion = event
-                run.answered(completion)
-            except AssistantError as exc:
-                yield run.failed(exc)
+        assert run.call is not None
+        try:
+            async for event in run.call.astream():
+                if (delta := run.take(event)) is not None:
+                    yield delta
+            run.answered()
+        except AssistantError as exc:
+            yield run.failed(exc)
         yield await sync_to_async(run.finish)()
     except (GeneratorExit, asyncio.CancelledError):
         await asyncio.shield(sync_to_async(run.abandon)())
@@ -512,7 +535,6 @@ __all__ = [
     "PipelineEvent",
     "RequestDone",
     "RequestInput",
-    "RequestRun",
     "RouteChosen",
     "RoutingSource",
     "request_escalate",
