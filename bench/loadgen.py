@@ -209,11 +209,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         queue.put_nowait(index)
     one = _one_sse if mode == "sse" else _one_json
     start_gate = asyncio.Event()
+    ramp_s = float(spec.get("ramp_s", 0.0))
 
     async with _client(spec, concurrency) as (post, client):
 
-        async def worker() -> None:
+        async def worker(n: int) -> None:
             await start_gate.wait()
+            if ramp_s:
+                await asyncio.sleep(n * ramp_s / concurrency)
             while time.monotonic() < deadline:
                 try:
                     index = queue.get_nowait()
@@ -232,7 +235,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         lag: list[float] = []
         stop = asyncio.Event()
         monitor = asyncio.create_task(_lag_monitor(lag, stop))
-        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        tasks = [asyncio.create_task(worker(n)) for n in range(concurrency)]
         await asyncio.sleep(0)  # let every worker reach the gate: the first wave starts at once
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.monotonic()

@@ -13,6 +13,10 @@ TARGET_OVERHEAD_P50_MS = 5.0
 TARGET_OVERHEAD_P99_MS = 50.0
 TARGET_OVERHEAD_AT = 50
 TARGET_ERRORS_AT = 500
+# The overhead target is read at steady arrivals (clients not in lockstep); the burst level
+# beside it shows what synchronised arrivals cost. 0 errors is checked on the burst.
+TARGET_OVERHEAD_LEVEL = (TARGET_OVERHEAD_AT, "steady")
+TARGET_ERRORS_LEVEL = (TARGET_ERRORS_AT, "burst")
 TARGET_CACHE_P50_MS = 5.0
 TARGET_QUERIES = 3.0
 QUERIES_SLACK = 0.05
@@ -88,18 +92,18 @@ def verdicts_of(report: dict[str, Any]) -> dict[str, bool | None]:
         clean = ab["old"]["errors"] == 0 and ab["new"]["errors"] == 0
         v["new/old total p50 <= 0.55"] = clean and ab["pass"]["total_ratio"]
         v["first text <= 0.15 x old total"] = clean and ab["pass"]["first_text_ratio"]
-    levels = {lv["concurrency"]: lv for lv in report.get("overhead") or []}
-    if TARGET_OVERHEAD_AT in levels:
-        lv = levels[TARGET_OVERHEAD_AT]
+    levels = {level_key(lv): lv for lv in report.get("overhead") or []}
+    if TARGET_OVERHEAD_LEVEL in levels:
+        lv = levels[TARGET_OVERHEAD_LEVEL]
         clean = lv["errors"] == 0
-        v["overhead p50 <= 5 ms @50"] = clean and le(
+        v["overhead p50 <= 5 ms @50 steady"] = clean and le(
             lv["overhead_ms"]["p50"], TARGET_OVERHEAD_P50_MS
         )
-        v["overhead p99 <= 50 ms @50"] = clean and le(
+        v["overhead p99 <= 50 ms @50 steady"] = clean and le(
             lv["overhead_ms"]["p99"], TARGET_OVERHEAD_P99_MS
         )
-    if TARGET_ERRORS_AT in levels:
-        v["0 errors @500"] = levels[TARGET_ERRORS_AT]["errors"] == 0
+    if TARGET_ERRORS_LEVEL in levels:
+        v["0 errors @500"] = levels[TARGET_ERRORS_LEVEL]["errors"] == 0
     if levels:
         v["RequestLog rows == sent"] = all(lv.get("rows_match") for lv in levels.values())
     cache = report.get("cache")
@@ -218,9 +222,19 @@ def render_ab(ab: dict[str, Any]) -> str:
     )
 
 
+def level_key(level: dict[str, Any]) -> tuple[int, str]:
+    # Results saved before arrivals were a choice were all bursts.
+    return level["concurrency"], level.get("arrival", "burst")
+
+
+def level_name(level: dict[str, Any]) -> str:
+    c, arrival = level_key(level)
+    return f"c={c}" if c == 1 else f"c={c} {arrival}"
+
+
 def render_overhead(levels: list[dict[str, Any]]) -> str:
-    by_c = {lv["concurrency"]: lv for lv in levels}
-    at50, at500 = by_c.get(TARGET_OVERHEAD_AT), by_c.get(TARGET_ERRORS_AT)
+    by_key = {level_key(lv): lv for lv in levels}
+    at50, at500 = by_key.get(TARGET_OVERHEAD_LEVEL), by_key.get(TARGET_ERRORS_LEVEL)
 
     def each(get: Any) -> list[Any]:
         return [get(lv) for lv in levels]
@@ -230,7 +244,7 @@ def render_overhead(levels: list[dict[str, Any]]) -> str:
         [
             "errors",
             *each(lambda lv: lv["errors"]),
-            f"0 at c={TARGET_ERRORS_AT}",
+            f"0 at c={TARGET_ERRORS_AT} burst",
             verdict(None if at500 is None else at500["errors"] == 0),
         ],
         [
@@ -243,7 +257,7 @@ def render_overhead(levels: list[dict[str, Any]]) -> str:
         [
             "overhead p50 (ms)",
             *each(lambda lv: lv["overhead_ms"]["p50"]),
-            f"<= {TARGET_OVERHEAD_P50_MS:g} at c={TARGET_OVERHEAD_AT}",
+            f"<= {TARGET_OVERHEAD_P50_MS:g} at c={TARGET_OVERHEAD_AT} steady",
             verdict(
                 None if at50 is None else le(at50["overhead_ms"]["p50"], TARGET_OVERHEAD_P50_MS)
             ),
@@ -252,7 +266,7 @@ def render_overhead(levels: list[dict[str, Any]]) -> str:
         [
             "overhead p99 (ms)",
             *each(lambda lv: lv["overhead_ms"]["p99"]),
-            f"<= {TARGET_OVERHEAD_P99_MS:g} at c={TARGET_OVERHEAD_AT}",
+            f"<= {TARGET_OVERHEAD_P99_MS:g} at c={TARGET_OVERHEAD_AT} steady",
             verdict(
                 None if at50 is None else le(at50["overhead_ms"]["p99"], TARGET_OVERHEAD_P99_MS)
             ),
@@ -335,12 +349,12 @@ def render_overhead(levels: list[dict[str, Any]]) -> str:
     text = table(
         "2. Overhead = client-observed total - the upstream's own time for that request "
         "(hybrid + SSE)",
-        ["", *[f"c={lv['concurrency']}" for lv in levels], "target", ""],
+        ["", *[level_name(lv) for lv in levels], "target", ""],
         rows,
     )
-    kinds = {lv["concurrency"]: lv["error_kinds"] for lv in levels if lv["error_kinds"]}
+    kinds = {level_name(lv): lv["error_kinds"] for lv in levels if lv["error_kinds"]}
     if kinds:
-        text += "\nerror kinds: " + "; ".join(f"c={c}: {k}" for c, k in kinds.items())
+        text += "\nerror kinds: " + "; ".join(f"{name}: {k}" for name, k in kinds.items())
     return text
 
 

