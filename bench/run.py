@@ -645,9 +645,7 @@ def scenario_overhead(stack: Stack, profile: Profile) -> list[dict[str, Any]]:
             concurrency=c,
             ramp_s=ramp_of(arrival),
         )
-        summary = measured(
-            stack, tag, make_requests(tag, count), mode="sse", c=c, arrival=arrival
-        )
+        summary = measured(stack, tag, make_requests(tag, count), mode="sse", c=c, arrival=arrival)
         levels.append(summary)
         log(
             f"   errors {summary['errors']}, overhead p50/p99 {rep.fmt(summary['overhead_ms']['p50'])}"
