@@ -1,17 +1,26 @@
 """The ASGI application: Django, plus the lifespan events a server like gunicorn's ``asgi``
 worker sends, which Django itself does not handle."""
 
+import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from contextlib import closing
+from typing import IO, Any
 
 import django
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponseBase
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
+
+
+class _RequestProcessed(Exception):
+    pass
 
 
 class OneHopASGIHandler(ASGIHandler):
@@ -19,11 +28,14 @@ class OneHopASGIHandler(ASGIHandler):
 
     Every middleware in this project is synchronous at heart: under Django's own handler
     each one's ``process_request`` and ``process_response`` is a separate trip from the
-    event loop to a thread and back, a dozen per request, each waiting behind whatever
-    else the loop is doing. Here the whole chain runs as under WSGI, in the request's
-    thread, in one trip. What stays on the loop is reading the request, sending the
-    response, and iterating a streaming response's async iterator: the answer's wait
-    on the model (``requestlogs.services.request_process_async``).
+    event loop to a thread and back, a dozen per request, plus one for each of the
+    request signals, each waiting behind whatever else the loop is doing. Here
+    ``request_started``, the whole chain and (for a response whose body is complete)
+    ``request_finished`` run as under WSGI, in the request's thread, in one trip. What
+    stays on the loop is reading the request, sending the response, and iterating a
+    streaming response's async iterator: the answer's wait on the model
+    (``requestlogs.services.request_process_async``); a streamed response is closed in
+    a second trip once it has been sent.
 
     Each request's thread is a long-lived one borrowed from ``_RequestThreads``: Django's
     handler starts (and joins) a new thread per request, which stalls the event loop
@@ -49,8 +61,44 @@ class OneHopASGIHandler(ASGIHandler):
         finally:
             self.threads.release(executor)
 
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's ``handle``, its thread work gathered into ``respond``."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            set_script_prefix(get_script_prefix(scope))
+            response = None
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self.listen_for_disconnect(receive))
+                    response = await sync_to_async(self.respond, thread_sensitive=True)(
+                        scope, body_file
+                    )
+                    await self.send_response(response, send)
+                    raise _RequestProcessed
+            except* (_RequestProcessed, RequestAborted):
+                pass
+            if response is None:
+                await signals.request_finished.asend(sender=self.__class__)
+            elif response.streaming:
+                await sync_to_async(response.close, thread_sensitive=True)()
+
+    def respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
+        """In the request's thread: the request's start, the middleware and view, and
+        (its body being complete) a plain response's end, before its bytes go out."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        assert response is not None
+        if not response.streaming:
+            response.close()
+        return response
 
 
 class _RequestThreads:

@@ -328,6 +328,21 @@ class TestStreamOverRealHttp:
         assert body["answer"] == ANSWER and body["status"] == RequestStatus.OK
         assert RequestLog.objects.get(pk=body["id"]).answer == ANSWER
 
+    def test_bad_input_and_a_missing_token_are_clear_json_errors(self, server_url, routes, user):
+        bad = httpx2.post(
+            f"{server_url}{URL}",
+            json={"text": " ", "route": "golf"},
+            headers={"Authorization": token_header(user), **SSE},
+            timeout=10,
+        )
+        anonymous = httpx2.post(f"{server_url}{URL}", json={"text": "TrackMan"}, timeout=10)
+
+        assert bad.status_code == 400
+        assert bad.headers["content-type"] == "application/json"
+        assert set(bad.json()) == {"text", "route"}
+        assert anonymous.status_code == 401 and anonymous.json()["detail"]
+        assert not RequestLog.objects.exists()
+
     def test_a_hanging_model_ends_in_an_error_event_within_the_deadline(
         self, server_url, routes, user, openai_upstream
     ):
