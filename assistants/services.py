@@ -4,7 +4,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -83,7 +83,7 @@ class AssistantCall:
             attempts.succeeded()
             return
 
-    async def astream(self) -> AsyncIterator[StreamEvent]:
+    async def astream(self) -> AsyncGenerator[StreamEvent]:
         """The same as iterating, for an event loop: the backend's ``astream``."""
         backend = get_backend(self.backend_name)
         if not backend.calls_upstream:

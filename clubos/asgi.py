@@ -16,6 +16,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
+from clubos.serving import EVENT_LOOP_KEY
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
 
@@ -69,6 +71,7 @@ class OneHopASGIHandler(ASGIHandler):
             return
         with closing(body_file):
             set_script_prefix(get_script_prefix(scope))
+            scope[EVENT_LOOP_KEY] = asyncio.get_running_loop()
             response = None
             try:
                 async with asyncio.TaskGroup() as tasks:

@@ -5,6 +5,8 @@ cache and the offline assistant backend. ``DATABASE_URL``, ``REDIS_URL`` and
 ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` switch to the real services.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -108,6 +110,12 @@ else:
     DATABASES["default"]["OPTIONS"].update(
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+    # Tests get a file too, not Django's shared in-memory database: there a reader and a
+    # writer on two connections (a live server's thread and the test) fail at once with
+    # "table is locked" instead of waiting as SQLite does for the app.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"clubos-test-{os.getpid()}.sqlite3")
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

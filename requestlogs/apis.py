@@ -35,6 +35,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clubos.serving import request_event_loop
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.selectors import request_log_payload, request_logs_visible_to
 from requestlogs.services import (
@@ -46,6 +47,7 @@ from requestlogs.services import (
     request_escalate,
     request_feedback_set,
     request_log_create,
+    request_log_new,
     request_process,
     request_process_async,
     request_validate,
@@ -405,9 +407,9 @@ class RequestListCreateApi(APIView):
             user=request.user,
             channel=self._channel(request),
         )
-        log = request_log_create(request=request_input)
         if _wants_event_stream(request):
-            return self._stream(request, request_input, log)
+            return self._stream(request, request_input)
+        log = request_log_create(request=request_input)
 
         final = log
         for event in request_process(request=request_input, log=log):
@@ -423,18 +425,20 @@ class RequestListCreateApi(APIView):
         return Channel.WEB if from_console and by_session else Channel.API
 
     @staticmethod
-    def _stream(
-        request: Request, request_input: RequestInput, log: RequestLog
-    ) -> StreamingHttpResponse:
+    def _stream(request: Request, request_input: RequestInput) -> StreamingHttpResponse:
         content: Iterator[bytes] | AsyncIterator[bytes]
         if isinstance(request._request, ASGIRequest):
             # Under ASGI this view runs in a thread; routing (which may ask the LLM) runs
             # here too, then the wait for the answer moves to the event loop and the
-            # thread is free: a waiting request costs a coroutine, not a thread.
-            content = request_event_stream_async(
-                request_process_async(request=request_input, log=log), log
+            # thread is free: a waiting request costs a coroutine, not a thread. The
+            # row is written here, while the model's request is already on its way.
+            log = request_log_new(request=request_input)
+            events = request_process_async(
+                request=request_input, log=log, loop=request_event_loop(request._request)
             )
+            content = request_event_stream_async(events, log)
         else:
+            log = request_log_create(request=request_input)
             content = request_event_stream(request_process(request=request_input, log=log), log)
         response = StreamingHttpResponse(
             content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM

@@ -7,9 +7,10 @@ upstream failure, the client going away - ends with the row in a final status.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +29,7 @@ from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
 from routing.models import Route
-from routing.router import AUTO, route_decide, strategy_get
+from routing.router import AUTO, route_decide
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 from routing.services import route_utterance_add
 from routing.strategies import RouteDecision
@@ -141,12 +142,9 @@ def request_validate(
 # --- The pipeline ---------------------------------------------------------------------
 
 
-def request_log_create(*, request: RequestInput) -> RequestLog:
-    """Insert the row, status ``received``, committed at once (the first of two writes).
-
-    A single INSERT in autocommit mode: durable before any routing or model work starts.
-    """
-    return RequestLog.objects.create(
+def request_log_new(*, request: RequestInput) -> RequestLog:
+    """The request's row with its own id, not yet written: ``RequestRun.logged`` inserts it."""
+    return RequestLog(
         created_at=timezone.now(),
         user=request.user,
         channel=request.channel,
@@ -154,6 +152,16 @@ def request_log_create(*, request: RequestInput) -> RequestLog:
         text=request.text,
         requested_route=request.route,
     )
+
+
+def request_log_create(*, request: RequestInput) -> RequestLog:
+    """Insert the row, status ``received``, committed at once (the first of two writes).
+
+    A single INSERT in autocommit mode: durable before any routing or model work starts.
+    """
+    log = request_log_new(request=request)
+    log.save(force_insert=True)
+    return log
 
 
 def _elapsed_ms(since: float) -> float:
@@ -213,21 +221,36 @@ class RequestRun:
         self.begun: list[PipelineEvent] = []
         self.finished = False
 
-    def begin(self) -> list[PipelineEvent]:
+    def logged(self) -> None:
+        """The first write, once: the row, status ``received``, committed at once."""
+        if self.log._state.adding:
+            self.log.save(force_insert=True)
+
+    def before_model_wait(self) -> None:
+        """Before any wait on a model (the LLM router's, the assistant's) and only then,
+        the row is written and the database connection goes back to the pool; a request
+        answered at once (a cache hit, the offline backend) keeps it for its final write."""
+        self.logged()
+        db_connection_release()
+
+    def begin(
+        self, *, start_answer: Callable[[AssistantCall], None] | None = None
+    ) -> list[PipelineEvent]:
         """Route, alert on an emergency, look in the response cache: the first events.
 
         May call the model when the router asks the LLM, so never on an event loop.
+        The row is written (``logged``) before any wait on a model and before anything
+        is sent. ``start_answer``, given by a driver that can, sends the model's request
+        off before that write, so the INSERT overlaps the model's work instead of
+        preceding it.
         """
         request = self.request
-        # The database connection goes back to the pool before any wait on a model (the
-        # LLM router's, the assistant's), and only then: a request answered at once
-        # (a cache hit, the offline backend) keeps it for its final write.
-        if request.route == AUTO and strategy_get(self.config.routing_strategy).may_call_upstream(
-            self.config
-        ):
-            db_connection_release()
         decision = route_decide(
-            text=request.text, requested=request.route, catalog=request.catalog, config=self.config
+            text=request.text,
+            requested=request.route,
+            catalog=request.catalog,
+            config=self.config,
+            before_wait=self.before_model_wait,
         )
         route = decision.route
         self.fields.update(
@@ -238,6 +261,7 @@ class RequestRun:
             upstream_calls=decision.upstream_calls,
         )
         if route.is_emergency:
+            self.logged()  # the alert links to the row
             self.alerts.append(self._alert(AlertKind.EMERGENCY))
         events: list[PipelineEvent] = [RouteChosen(log=self.log, decision=decision)]
         if route.is_emergency and route.safety_preamble:
@@ -248,8 +272,13 @@ class RequestRun:
         self.fields.update(backend=self.call.backend_name, model=self.call.model)
         self.assistant_started = time.perf_counter()
         self.hit = response_cache_get(call=self.call)
-        if self.hit is None and self.call.calls_upstream:
-            db_connection_release()
+        calls_model = self.hit is None and self.call.calls_upstream
+        if calls_model and start_answer is not None:
+            start_answer(self.call)
+        if calls_model:
+            self.before_model_wait()
+        else:
+            self.logged()
         if self.hit is not None:
             self.fields["cached"] = True
             events.append(self.delta(self.hit.text))
@@ -371,26 +400,73 @@ def request_process(*, request: RequestInput, log: RequestLog) -> Generator[Pipe
 
 
 def request_process_async(
-    *, request: RequestInput, log: RequestLog
+    *, request: RequestInput, log: RequestLog, loop: asyncio.AbstractEventLoop | None = None
 ) -> AsyncGenerator[PipelineEvent]:
     """``request_process`` for an event loop (ASGI); call it in the request's thread.
 
     Routing (which may ask the LLM) and the response cache run here, in the thread. A
     cached answer is complete already: its row is finished here too and the loop only
     replays the events. Otherwise the wait for the model happens on the loop (the
-    backend's ``astream``): a request waiting on its answer holds no thread.
+    backend's ``astream``): a request waiting on its answer holds no thread. Given the
+    server's ``loop``, the model's request leaves from that loop as soon as the route is
+    known, while this thread writes the row (``log`` may be unsaved: ``request_log_new``).
     """
     run = RequestRun(request=request, log=log)
+    started: list[_AnswerStarted] = []
+
+    def start_answer(call: AssistantCall) -> None:
+        assert loop is not None
+        started.append(_AnswerStarted(call, loop))
+
     try:
-        run.begin()
+        run.begin(start_answer=start_answer if loop is not None else None)
         if run.hit is not None:
             events = [*run.begun, run.finish()]
             run.wait_alerts()
             return _replay(events)
     except Exception as exc:
+        for answer in started:
+            answer.cancel()
         run.crash(exc)
         raise
-    return _answer_on_loop(run)
+    return _answer_on_loop(run, started[0] if started else None)
+
+
+class _AnswerStarted:
+    """An answer's stream whose first step was started from the request's thread.
+
+    The first event (which sends the model's request, then waits for the first text) runs
+    as a task on the loop; the request's generator takes it from there on the loop.
+    """
+
+    def __init__(self, call: AssistantCall, loop: asyncio.AbstractEventLoop) -> None:
+        self.events = call.astream()
+        self.first: Future[StreamEvent | None] = asyncio.run_coroutine_threadsafe(
+            _first_event(self.events), loop
+        )
+
+    def cancel(self) -> None:
+        """From the thread: the row could not be written, so the answer is not wanted."""
+        self.first.cancel()
+
+    async def stream(self) -> AsyncGenerator[StreamEvent]:
+        first = await asyncio.wrap_future(self.first)
+        if first is not None:
+            yield first
+            async for event in self.events:
+                yield event
+
+    async def aclose(self) -> None:
+        if not self.first.done():
+            self.first.cancel()
+        # The stream may be closed only once the task running its first step is over.
+        with contextlib.suppress(BaseException):
+            await asyncio.wrap_future(self.first)
+        await self.events.aclose()
+
+
+async def _first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent | None:
+    return await anext(events, None)
 
 
 async def _replay(events: list[PipelineEvent]) -> AsyncGenerator[PipelineEvent]:
@@ -398,16 +474,19 @@ async def _replay(events: list[PipelineEvent]) -> AsyncGenerator[PipelineEvent]:
         yield event
 
 
-async def _answer_on_loop(run: RequestRun) -> AsyncGenerator[PipelineEvent]:
+async def _answer_on_loop(
+    run: RequestRun, started: _AnswerStarted | None
+) -> AsyncGenerator[PipelineEvent]:
     """The rest of a begun run on the event loop; the final write in the request's thread
     (``sync_to_async``). Closing or cancelling this generator (the client went away)
     marks the row ``abandoned``."""
+    assert run.call is not None
+    stream = started.stream() if started is not None else run.call.astream()
     try:
         for first in run.begun:
             yield first
-        assert run.call is not None
         try:
-            async for event in run.call.astream():
+            async for event in stream:
                 if (delta := run.take(event)) is not None:
                     yield delta
             run.answered()
@@ -421,6 +500,9 @@ async def _answer_on_loop(run: RequestRun) -> AsyncGenerator[PipelineEvent]:
         await sync_to_async(run.crash)(exc)
         raise
     finally:
+        await stream.aclose()
+        if started is not None:
+            await started.aclose()
         if run.alerts:
             await sync_to_async(run.wait_alerts)()
 
@@ -429,12 +511,19 @@ _ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
 
 
 def _finish(log: RequestLog, fields: dict[str, Any], started: float) -> None:
-    """The second write: one UPDATE with everything the request learnt."""
+    """The second write: one UPDATE with everything the request learnt.
+
+    A request that failed before its row was written (a crash while routing) gets it
+    now, in its final state: one INSERT.
+    """
     fields["total_ms"] = _elapsed_ms(started)
     fields["finished_at"] = timezone.now()
-    RequestLog.objects.filter(pk=log.pk).update(**fields)
     for name, value in fields.items():
         setattr(log, name, value)
+    if log._state.adding:
+        log.save(force_insert=True)
+    else:
+        RequestLog.objects.filter(pk=log.pk).update(**fields)
 
 
 def request_submit(
@@ -540,6 +629,7 @@ __all__ = [
     "request_escalate",
     "request_feedback_set",
     "request_log_create",
+    "request_log_new",
     "request_log_relabel",
     "request_logs_mark_abandoned",
     "request_process",

@@ -3,10 +3,12 @@
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies import STRATEGIES, RouteDecision, RoutingError, RoutingStrategy
+from routing.strategies.base import no_wait
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +42,16 @@ def _default_decision(catalog: RouteCatalog, config: ConfigSnapshot) -> RouteSna
 
 
 def route_decide(
-    *, text: str, requested: str, catalog: RouteCatalog, config: ConfigSnapshot
+    *,
+    text: str,
+    requested: str,
+    catalog: RouteCatalog,
+    config: ConfigSnapshot,
+    before_wait: Callable[[], None] = no_wait,
 ) -> RouteDecision:
     """Decide the route. A chosen route costs nothing; 'auto' runs the configured strategy.
+
+    ``before_wait`` runs right before a strategy waits on a model (``RoutingStrategy``).
 
     The configured strategy's failure (the LLM router's upstream down, say) falls back to
     the keyword rules, then to the default route: routing never fails a request.
@@ -63,7 +72,9 @@ def route_decide(
         if name == "llm" and not config.llm_routing_enabled:
             continue
         try:
-            decision = strategy_get(name).decide(text, catalog=catalog, config=config)
+            decision = strategy_get(name).decide(
+                text, catalog=catalog, config=config, before_wait=before_wait
+            )
         except RoutingError as exc:
             upstream_calls += exc.upstream_calls
             note = str(exc)

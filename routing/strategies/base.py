@@ -1,6 +1,7 @@
 """What a routing strategy is: text in, a decision (or "can't tell") out."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,6 +17,10 @@ class RouteDecision:
     elapsed_ms: float = 0.0
     upstream_calls: int = 0
     note: str = ""
+
+
+def no_wait() -> None:
+    """``before_wait`` when the caller has nothing to do before a wait."""
 
 
 class RoutingError(Exception):
@@ -37,14 +42,19 @@ class RoutingStrategy(ABC):
 
     name: ClassVar[str]
 
-    def may_call_upstream(self, config: ConfigSnapshot) -> bool:
-        """Whether ``decide`` may wait on a model (the caller then frees what it holds)."""
-        return False
-
     def warm(self, catalog: RouteCatalog) -> None:  # noqa: B027  (optional hook)
         """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
 
     @abstractmethod
     def decide(
-        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
-    ) -> RouteDecision | None: ...
+        self,
+        text: str,
+        *,
+        catalog: RouteCatalog,
+        config: ConfigSnapshot,
+        before_wait: Callable[[], None] = no_wait,
+    ) -> RouteDecision | None:
+        """``before_wait`` runs right before the strategy waits on a model, and only then:
+        the caller makes durable what must be, and frees what it holds, before a wait of
+        seconds (``requestlogs``: the row is written and the database connection given
+        back)."""

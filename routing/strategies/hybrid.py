@@ -2,11 +2,12 @@
 
 import logging
 import time
+from collections.abc import Callable
 
 from config.llm import openai_configured
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
-from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy
+from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy, no_wait
 from routing.strategies.llm import LLMStrategy
 from routing.strategies.local import LocalStrategy
 from routing.strategies.rules import emergency_match
@@ -23,9 +24,6 @@ CLASSIFIER_EMERGENCY_MIN = 0.9
 class HybridStrategy(RoutingStrategy):
     name = "hybrid"
 
-    def may_call_upstream(self, config: ConfigSnapshot) -> bool:
-        return config.llm_routing_enabled and openai_configured()
-
     def __init__(self) -> None:
         self.local = LocalStrategy()
         self.llm = LLMStrategy()
@@ -35,7 +33,12 @@ class HybridStrategy(RoutingStrategy):
         self.local.warm(catalog)
 
     def decide(
-        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
+        self,
+        text: str,
+        *,
+        catalog: RouteCatalog,
+        config: ConfigSnapshot,
+        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         started = time.perf_counter()
         emergency = emergency_match(text, catalog)
@@ -48,7 +51,9 @@ class HybridStrategy(RoutingStrategy):
 
         if config.llm_routing_enabled and openai_configured():
             try:
-                decision = self.llm.decide(text, catalog=catalog, config=config)
+                decision = self.llm.decide(
+                    text, catalog=catalog, config=config, before_wait=before_wait
+                )
             except RoutingError as exc:
                 logger.warning("LLM router failed, keeping the local guess: %s", exc)
                 if local is None:

@@ -1,11 +1,12 @@
 """Local routing: the trained classifier, in-process, no network."""
 
 import time
+from collections.abc import Callable
 
 from config.selectors import ConfigSnapshot
 from routing.classifier import local_router_model
 from routing.selectors import RouteCatalog
-from routing.strategies.base import RouteDecision, RoutingStrategy
+from routing.strategies.base import RouteDecision, RoutingStrategy, no_wait
 
 
 class LocalStrategy(RoutingStrategy):
@@ -28,7 +29,12 @@ class LocalStrategy(RoutingStrategy):
         }
 
     def decide(
-        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
+        self,
+        text: str,
+        *,
+        catalog: RouteCatalog,
+        config: ConfigSnapshot,
+        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         started = time.perf_counter()
         probs = self.route_probabilities(text, catalog)

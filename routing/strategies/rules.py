@@ -65,12 +65,12 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
-from routing.strategies.base import RouteDecision, RoutingStrategy
+from routing.strategies.base import RouteDecision, RoutingStrategy, no_wait
 
 # --------------------------------------------------------------------------- text handling
 
@@ -582,7 +582,12 @@ class RulesStrategy(RoutingStrategy):
         return out
 
     def decide(
-        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot | None = None
+        self,
+        text: str,
+        *,
+        catalog: RouteCatalog,
+        config: ConfigSnapshot | None = None,
+        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         started = time.perf_counter()
         compiled = self.compiled(catalog)

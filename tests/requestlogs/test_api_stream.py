@@ -263,6 +263,29 @@ class TestStreamOverRealHttp:
         # (1.5 s), not in one burst at the end.
         assert deltas[-1][1] - deltas[0][1] >= 1.0
 
+    def test_the_row_exists_when_the_route_event_arrives(
+        self, server_url, routes, user, openai_upstream
+    ):
+        openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
+
+        with (
+            httpx2.Client(timeout=10) as http,
+            http.stream(
+                "POST",
+                f"{server_url}{URL}",
+                json={"text": "TrackMan frozen in bay 3", "route": "tech"},
+                headers={**SSE, "Authorization": token_header(user)},
+            ) as response,
+        ):
+            lines = response.iter_lines()
+            assert next(lines) == "event: route"
+            request_id = json.loads(next(lines).removeprefix("data: "))["id"]
+            row = RequestLog.objects.get(pk=request_id)
+            assert row.status == RequestStatus.RECEIVED
+            rest = list(lines)
+        assert "event: done" in rest
+        assert RequestLog.objects.get(pk=request_id).status == RequestStatus.OK
+
     def test_a_client_going_away_mid_stream_leaves_a_final_row(
         self, server_url, routes, user, openai_upstream
     ):

@@ -1,10 +1,14 @@
 """One request end to end through the services: routing, the assistant, the log row."""
 
+import asyncio
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from django.core.exceptions import ValidationError
 
+from config.llm import openai_async_client_close
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.services import (
@@ -12,12 +16,14 @@ from requestlogs.services import (
     RequestDone,
     RouteChosen,
     request_log_create,
+    request_log_new,
     request_process,
+    request_process_async,
     request_submit,
     request_validate,
 )
 from routing.models import Route
-from routing.services import route_update
+from routing.services import route_catalog_invalidate, route_update
 
 pytestmark = pytest.mark.django_db
 
@@ -259,3 +265,82 @@ class TestQueries:
         submit("warm the caches", route="tech")
         with django_assert_num_queries(2):
             submit("TrackMan frozen in bay 3")
+
+
+@pytest.fixture
+def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop in its own thread, as the ASGI server runs one."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        asyncio.run_coroutine_threadsafe(openai_async_client_close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def drain(events, loop: asyncio.AbstractEventLoop) -> list:
+    async def collect() -> list:
+        return [event async for event in events]
+
+    return asyncio.run_coroutine_threadsafe(collect(), loop).result(10)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("routes")
+class TestOnTheEventLoop:
+    """``request_process_async``, as the ASGI view drives it: the thread routes and writes
+    the row while the model's request is already on its way from the server's loop."""
+
+    def test_the_row_is_written_before_the_stream_starts_and_finished_after(
+        self, openai_upstream, server_loop
+    ):
+        openai_upstream.configure(ttft_s=0.3, latency_s=0.6, answer_text="Reboot the unit.")
+        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
+        log = request_log_new(request=request)
+
+        events = request_process_async(request=request, log=log, loop=server_loop)
+        row = RequestLog.objects.get(pk=log.pk)
+        assert row.status == RequestStatus.RECEIVED
+        # The model's request left before the thread was done with routing and the row.
+        deadline = time.monotonic() + 2
+        while not openai_upstream.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [c.path for c in openai_upstream.calls] == ["/v1/responses"]
+
+        out = drain(events, server_loop)
+        assert isinstance(out[0], RouteChosen) and isinstance(out[-1], RequestDone)
+        assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Reboot the unit."
+        row = refreshed(log)
+        assert row.status == RequestStatus.OK and row.answer == "Reboot the unit."
+        assert len(openai_upstream.calls) == 1
+
+    def test_closing_before_the_first_text_abandons_the_row_and_the_call(
+        self, openai_upstream, server_loop
+    ):
+        openai_upstream.configure(ttft_s=1.0, latency_s=1.5)
+        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
+        log = request_log_new(request=request)
+        events = request_process_async(request=request, log=log, loop=server_loop)
+
+        async def first_then_close() -> None:
+            assert isinstance(await anext(events), RouteChosen)
+            await events.aclose()
+
+        asyncio.run_coroutine_threadsafe(first_then_close(), server_loop).result(5)
+        assert refreshed(log).status == RequestStatus.ABANDONED
+
+    def test_a_failure_before_the_row_was_written_still_leaves_a_row(self, server_loop):
+        Route.objects.update(enabled=False)
+        route_catalog_invalidate()
+        request = request_validate(text="TrackMan frozen in bay 3", user=None)
+        log = request_log_new(request=request)
+
+        with pytest.raises(Exception, match="no route is enabled"):
+            request_process_async(request=request, log=log, loop=server_loop)
+        row = RequestLog.objects.get(pk=log.pk)
+        assert row.status == RequestStatus.ERROR
+        assert "no route is enabled" in row.error

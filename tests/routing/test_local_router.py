@@ -21,9 +21,12 @@ pytestmark = pytest.mark.django_db
 DATA = Path(__file__).resolve().parents[2] / "routing" / "data"
 
 
-def decide(text: str, strategy: str = "hybrid"):
+def decide(text: str, strategy: str = "hybrid", before_wait=None):
     config = dataclasses.replace(system_config_get(), routing_strategy=strategy)
-    return route_decide(text=text, requested="auto", catalog=route_catalog_get(), config=config)
+    extra = {} if before_wait is None else {"before_wait": before_wait}
+    return route_decide(
+        text=text, requested="auto", catalog=route_catalog_get(), config=config, **extra
+    )
 
 
 def eval_texts() -> list[str]:
@@ -90,6 +93,27 @@ def test_hybrid_asks_the_llm_only_when_local_is_unsure(openai_upstream):
     assert decision.source == "llm"
     assert decision.route.slug == "brand"
     assert len(openai_upstream.calls) == 1
+
+
+@pytest.mark.parametrize("strategy", ["hybrid", "llm"])
+def test_the_caller_is_told_right_before_a_wait_on_the_llm(openai_upstream, strategy):
+    system_config_update(confidence_threshold=0.999)
+    openai_upstream.configure(route_answer="brand", route_confidence=0.8)
+    calls_when_told: list[int] = []
+
+    decide(
+        "hmm, not sure who handles this one",
+        strategy,
+        before_wait=lambda: calls_when_told.append(len(openai_upstream.calls)),
+    )
+
+    assert calls_when_told == [0] and len(openai_upstream.calls) == 1
+
+
+def test_a_confident_local_decision_never_says_it_will_wait(openai_upstream):
+    told: list[bool] = []
+    decision = decide("TrackMan frozen in bay 3", before_wait=lambda: told.append(True))
+    assert decision.source == "local" and told == []
 
 
 def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):
