@@ -4,6 +4,11 @@ The lifecycle (DESIGN.md): validate -> config (cached) -> insert the log row, co
 at once -> route -> response cache -> assistant, streamed -> update the row. Two small
 writes per request; nothing fire-and-forget. Whatever happens after the insert - an
 upstream failure, the client going away - ends with the row in a final status.
+
+The row is always written before any wait on a model and before anything is sent. On
+the event loop (ASGI) a locally routed request writes it just after routing, while the
+answer's request is already on its way, so the INSERT costs the person no time; a
+failure before the write still leaves a row, in its final state.
 """
 
 import asyncio
