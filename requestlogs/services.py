@@ -14,6 +14,7 @@ failure before the write still leaves a row, in its final state.
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from concurrent.futures import Future
@@ -444,11 +445,20 @@ class _AnswerStarted:
     as a task on the loop; the request's generator takes it from there on the loop.
     """
 
+    # How long the request's thread waits for the loop to take the call up (see __init__).
+    HANDOFF_WAIT_S = 0.02
+
     def __init__(self, call: AssistantCall, loop: asyncio.AbstractEventLoop) -> None:
         self.events = call.astream()
+        running = threading.Event()
         self.first: Future[StreamEvent | None] = asyncio.run_coroutine_threadsafe(
-            _first_event(self.events), loop
+            _first_event(self.events, running), loop
         )
+        # The thread's next step (the INSERT) needs the GIL too, and the loop would wait
+        # for it until the thread blocks on the database: 0.7 ms measured at 50 clients.
+        # Waiting here until the loop runs the task gives the loop the GIL until it has
+        # built and sent the model's request; the INSERT, off the critical path, follows.
+        running.wait(self.HANDOFF_WAIT_S)
 
     def cancel(self) -> None:
         """From the thread: the row could not be written, so the answer is not wanted."""
@@ -470,7 +480,10 @@ class _AnswerStarted:
         await self.events.aclose()
 
 
-async def _first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent | None:
+async def _first_event(
+    events: AsyncIterator[StreamEvent], running: threading.Event
+) -> StreamEvent | None:
+    running.set()
     return await anext(events, None)
 
 
