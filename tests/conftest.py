@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -6,6 +7,18 @@ import pytest
 # in the test thread) are set by pytest-env from pyproject.toml, before Django loads.
 
 pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack", "tests.fixtures_asgi"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Django deletes the SQLite test database's file, not the WAL files beside it."""
+    from django.conf import settings
+
+    if not settings.configured or "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
+        return
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)
