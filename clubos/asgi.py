@@ -74,15 +74,21 @@ class OneHopASGIHandler(ASGIHandler):
             scope[EVENT_LOOP_KEY] = asyncio.get_running_loop()
             response = None
             try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self.listen_for_disconnect(receive))
-                    response = await sync_to_async(self.respond, thread_sensitive=True)(
-                        scope, body_file
-                    )
-                    await self.send_response(response, send)
-                    raise _RequestProcessed
-            except* (_RequestProcessed, RequestAborted):
-                pass
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self.listen_for_disconnect(receive))
+                        response = await sync_to_async(self.respond, thread_sensitive=True)(
+                            scope, body_file
+                        )
+                        await self.send_response(response, send)
+                        raise _RequestProcessed
+                except* (_RequestProcessed, RequestAborted):
+                    pass
+            except BaseExceptionGroup as group:
+                # As Django does: the server sees the one real failure, not a group.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
             elif response.streaming:
