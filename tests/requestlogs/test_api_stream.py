@@ -1,7 +1,9 @@
 """Creating a request with ``Accept: text/event-stream``: the answer as server-sent events."""
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -208,6 +210,21 @@ class TestStreamWithTheTestClient:
         assert response.json()["detail"]
 
 
+@contextlib.contextmanager
+def streamed_tech_request(server_url: str, user) -> Iterator[httpx2.Response]:
+    """A TechSupport request streamed from a real server, its response still open."""
+    with (
+        httpx2.Client(timeout=10) as http,
+        http.stream(
+            "POST",
+            f"{server_url}{URL}",
+            json={"text": "TrackMan frozen in bay 3", "route": "tech"},
+            headers={**SSE, "Authorization": token_header(user)},
+        ) as response,
+    ):
+        yield response
+
+
 @pytest.fixture(params=["wsgi", "asgi"])
 def server_url(request) -> str:
     """A real server and socket: Django's WSGI live server, or the ASGI application (the
@@ -231,18 +248,9 @@ class TestStreamOverRealHttp:
 
     def test_frames_arrive_incrementally(self, server_url, routes, user, openai_upstream):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S, answer_text=ANSWER)
-        token = token_header(user)
         arrivals: list[tuple[str, dict[str, Any], float]] = []
 
-        with (
-            httpx2.Client(timeout=10) as http,
-            http.stream(
-                "POST",
-                f"{server_url}{URL}",
-                json={"text": "TrackMan frozen in bay 3", "route": "tech"},
-                headers={**SSE, "Authorization": token},
-            ) as response,
-        ):
+        with streamed_tech_request(server_url, user) as response:
             assert response.status_code == 201
             assert response.headers["content-type"].startswith("text/event-stream")
             event = ""
@@ -268,15 +276,7 @@ class TestStreamOverRealHttp:
     ):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
 
-        with (
-            httpx2.Client(timeout=10) as http,
-            http.stream(
-                "POST",
-                f"{server_url}{URL}",
-                json={"text": "TrackMan frozen in bay 3", "route": "tech"},
-                headers={**SSE, "Authorization": token_header(user)},
-            ) as response,
-        ):
+        with streamed_tech_request(server_url, user) as response:
             lines = response.iter_lines()
             assert next(lines) == "event: route"
             request_id = json.loads(next(lines).removeprefix("data: "))["id"]
@@ -290,17 +290,8 @@ class TestStreamOverRealHttp:
         self, server_url, routes, user, openai_upstream
     ):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
-        token = token_header(user)
 
-        with (
-            httpx2.Client(timeout=10) as http,
-            http.stream(
-                "POST",
-                f"{server_url}{URL}",
-                json={"text": "TrackMan frozen in bay 3", "route": "tech"},
-                headers={**SSE, "Authorization": token},
-            ) as response,
-        ):
+        with streamed_tech_request(server_url, user) as response:
             lines = response.iter_lines()
             assert next(lines) == "event: route"
             request_id = json.loads(next(lines).removeprefix("data: "))["id"]
