@@ -278,10 +278,9 @@ class RequestRun:
         self.fields.update(backend=self.call.backend_name, model=self.call.model)
         self.assistant_started = time.perf_counter()
         self.hit = response_cache_get(call=self.call)
-        calls_model = self.hit is None and self.call.calls_upstream
-        if calls_model and start_answer is not None:
-            start_answer(self.call)
-        if calls_model:
+        if self.hit is None and self.call.calls_upstream:
+            if start_answer is not None:
+                start_answer(self.call)
             self.before_model_wait()
         else:
             self.logged()
