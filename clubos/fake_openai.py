@@ -700,8 +700,10 @@ class FakeOpenAIApp:
         if len(path) > 1:
             path = path.rstrip("/")
         method: str = scope["method"]
-        # Timing is measured from arrival, as a client would measure it.
+        # Timing is measured from arrival, as a client would measure it; so is the call's
+        # own time in the log (reading and parsing the request is the upstream's work too).
         arrived = asyncio.get_running_loop().time()
+        started = time.monotonic()
         raw = await _read_body(receive)
         if path.startswith("/_fake/"):
             await self._control(path, method, scope, raw, send)
@@ -721,7 +723,7 @@ class FakeOpenAIApp:
             model=model if isinstance(model, str) else None,
             stream=bool(as_dict.get("stream")),
             body=body,
-            started=time.monotonic(),
+            started=started,
             client=_peer(scope),
         )
         self._record(call)
