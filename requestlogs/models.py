@@ -33,12 +33,16 @@ class RequestLog(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # No index of their own: reqlog_user_time and reqlog_route_time (below) begin with
+    # these columns and serve their lookups. Every index is written on both of a
+    # request's writes (the final UPDATE changes indexed columns, so it is never HOT).
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="request_logs",
+        db_index=False,
     )
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.API)
     location = models.CharField(max_length=100, blank=True)
@@ -47,7 +51,12 @@ class RequestLog(models.Model):
         max_length=50, default="auto", help_text="What the person asked for: 'auto' or a slug."
     )
     route = models.ForeignKey(
-        "routing.Route", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "routing.Route",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     routing_source = models.CharField(max_length=8, choices=RoutingSource.choices, blank=True)
     confidence = models.FloatField(null=True, blank=True)
