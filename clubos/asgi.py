@@ -143,6 +143,7 @@ django_application = OneHopASGIHandler()
 # Every process that serves requests trains the router and opens its upstream connection
 # before it takes traffic (clubos.warmup).
 from clubos.warmup import warm_up, warm_up_async  # noqa: E402
+from config.db_async import db_async_close  # noqa: E402
 from config.llm import openai_async_client_close  # noqa: E402
 
 warm_up()
@@ -160,5 +161,6 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await openai_async_client_close()
+            await db_async_close()
             await send({"type": "lifespan.shutdown.complete"})
             return

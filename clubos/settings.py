@@ -117,6 +117,11 @@ else:
         "NAME": str(Path(tempfile.gettempdir()) / f"clubos-test-{os.getpid()}.sqlite3")
     }
 
+# PostgreSQL only: each ASGI worker's event loop has a small pool of its own for the request
+# log's final write, so a streamed request does not end with a trip to a thread
+# (config/db_async.py). 0 switches it off.
+DATABASE_ASYNC_POOL_MAX = env.int("DATABASE_ASYNC_POOL_MAX", default=4)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,12 +25,20 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models.sql.subqueries import UpdateQuery
 from django.utils import timezone
+from psycopg_pool import AsyncConnectionPool
 
 from assistants.backends import AssistantError, Completion, FailureKind, StreamEvent, TextDelta
 from assistants.backends.offline import knowledge_best
-from assistants.services import AssistantCall, response_cache_get, response_cache_put
+from assistants.services import (
+    AssistantCall,
+    response_cache_get,
+    response_cache_put,
+    response_cache_usable,
+)
+from config.db_async import db_async_execute, db_async_pool
 from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
@@ -325,8 +333,28 @@ class RequestRun:
 
     def finish(self) -> RequestDone:
         """The second write, with everything the request learnt; caches a fresh answer."""
+        if self.conclude():
+            self.cache_answer()
+        _finish(self.log, self.fields, self.request.started)
+        return self.done()
+
+    async def finish_async(self, pool: AsyncConnectionPool) -> RequestDone:
+        """``finish`` from the event loop: the UPDATE goes out on the loop's own connection.
+
+        If that connection fails, the ORM writes the row from a thread, as ``finish`` does.
+        """
+        assert self.call is not None
+        if self.conclude() and response_cache_usable(call=self.call):
+            await sync_to_async(self.cache_answer)()
+        await _to_the_end(_finish_async(pool, self.log, self.fields, self.request.started))
+        return self.done()
+
+    def conclude(self) -> bool:
+        """Everything the request learnt, into the row's fields (no I/O); returns whether
+        there is a fresh answer to cache."""
         assert self.call is not None
         fields = self.fields
+        fresh = False
         if "status" not in fields:
             assert self.completion is not None
             fields.update(
@@ -335,13 +363,18 @@ class RequestRun:
                 tokens_in=self.completion.tokens_in,
                 tokens_out=self.completion.tokens_out,
             )
-            if self.hit is None:
-                response_cache_put(call=self.call, completion=self.completion)
+            fresh = self.hit is None
         fields["upstream_calls"] += self.call.upstream_calls
         fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
         self.finished = True
-        _finish(self.log, fields, self.request.started)
-        return RequestDone(log=self.log, failed=fields["status"] not in _ANSWERED)
+        return fresh
+
+    def cache_answer(self) -> None:
+        assert self.call is not None and self.completion is not None
+        response_cache_put(call=self.call, completion=self.completion)
+
+    def done(self) -> RequestDone:
+        return RequestDone(log=self.log, failed=self.fields["status"] not in _ANSWERED)
 
     def abandon(self) -> None:
         """The client went away before the end: keep what it was sent."""
@@ -494,9 +527,14 @@ async def _replay(events: list[PipelineEvent]) -> AsyncGenerator[PipelineEvent]:
 async def _answer_on_loop(
     run: RequestRun, started: _AnswerStarted | None
 ) -> AsyncGenerator[PipelineEvent]:
-    """The rest of a begun run on the event loop; the final write in the request's thread
-    (``sync_to_async``). Closing or cancelling this generator (the client went away)
-    marks the row ``abandoned``."""
+    """The rest of a begun run on the event loop. Closing or cancelling this generator
+    (the client went away) marks the row ``abandoned``.
+
+    Served by the project's ASGI handler (``started``: the row was written, and committed,
+    by the request's thread) the final UPDATE goes out from the loop on its own connection
+    (``config.db_async``); otherwise, as in tests that drive this generator inside a test's
+    transaction, the ORM writes it from the request's thread (``sync_to_async``).
+    """
     assert run.call is not None
     stream = started.stream() if started is not None else run.call.astream()
     try:
@@ -509,7 +547,11 @@ async def _answer_on_loop(
             run.answered()
         except AssistantError as exc:
             yield run.failed(exc)
-        yield await sync_to_async(run.finish)()
+        pool = db_async_pool() if started is not None else None
+        if pool is not None:
+            yield await run.finish_async(pool)
+        else:
+            yield await sync_to_async(run.finish)()
     except (GeneratorExit, asyncio.CancelledError):
         await asyncio.shield(sync_to_async(run.abandon)())
         raise
@@ -541,6 +583,81 @@ def _finish(log: RequestLog, fields: dict[str, Any], started: float) -> None:
         log.save(force_insert=True)
     else:
         RequestLog.objects.filter(pk=log.pk).update(**fields)
+
+
+def _update_compiled(log: RequestLog, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``RequestLog.objects.filter(pk=log.pk).update(**fields)``'s SQL and parameters."""
+    query = RequestLog.objects.filter(pk=log.pk).query.chain(UpdateQuery)
+    assert isinstance(query, UpdateQuery)
+    query.add_update_values(fields)
+    sql, params = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
+    return sql, tuple(params)
+
+
+_UPDATE_SQL: dict[tuple[str, ...], str] = {}
+
+
+def _update_statement(log: RequestLog, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """``_update_compiled``, its SQL compiled by the ORM once per set of columns.
+
+    Compiling took 0.5 ms of the event loop per request at 50 clients; the parameters are
+    prepared here as the compiler prepares them (``get_db_prep_save`` for each value, the
+    primary key's ``get_db_prep_value``), which a test holds to the compiler's output.
+    """
+    names = tuple(fields)
+    sql = _UPDATE_SQL.get(names)
+    if sql is None:
+        sql, params = _update_compiled(log, fields)
+        _UPDATE_SQL[names] = sql
+        return sql, params
+    db = connections[DEFAULT_DB_ALIAS]
+    columns = {f.attname: f for f in RequestLog._meta.concrete_fields}
+    return sql, (
+        *(columns[name].get_db_prep_save(fields[name], connection=db) for name in names),
+        columns["id"].get_db_prep_value(log.pk, connection=db),
+    )
+
+
+async def _finish_async(
+    pool: AsyncConnectionPool, log: RequestLog, fields: dict[str, Any], started: float
+) -> None:
+    """``_finish`` on the event loop's connection: the same single UPDATE, built by the ORM.
+
+    Should that connection fail (or the row not be there for it), the ORM writes the row
+    from a thread instead: the final status is never left to the sweep.
+    """
+    if log._state.adding:
+        await sync_to_async(_finish)(log, fields, started)
+        return
+    fields["total_ms"] = _elapsed_ms(started)
+    fields["finished_at"] = timezone.now()
+    for name, value in fields.items():
+        setattr(log, name, value)
+    try:
+        if await db_async_execute(pool, *_update_statement(log, fields)) == 1:
+            return
+        logger.warning("request %s: the event loop's UPDATE found no row", log.pk)
+    except Exception:
+        logger.warning("request %s: the event loop's UPDATE failed", log.pk, exc_info=True)
+    await sync_to_async(_finish)(log, fields, started)
+
+
+async def _to_the_end(write: Coroutine[Any, Any, None]) -> None:
+    """Await ``write`` to its end even if the client goes away meanwhile (the task waiting
+    for it is cancelled): a write cut off half-way would leave the row ``received``.
+    The cancellation is passed on once the write is done."""
+    task = asyncio.ensure_future(write)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def request_submit(

@@ -1,14 +1,19 @@
-"""Fixtures shared by the request API tests (``test_api_requests``, ``test_api_stream``).
+"""Fixtures shared by the request tests (the API's, and the pipeline's on an event loop).
 
 The token-authenticated client is ``api_client``, not ``client``: the console and admin
 tests in this package use pytest-django's ``client`` (Django's test client), which a
 fixture of that name here would replace.
 """
 
+import asyncio
+import threading
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
+from config.llm import openai_async_client_close
 from routing.models import Route
 from tests.requestlogs.api_factories import default_routes_ensure, token_client
 from tests.requestlogs.factories import UserFactory
@@ -29,3 +34,18 @@ def user() -> User:
 def api_client(user: User) -> APIClient:
     """An API client sending ``user``'s token."""
     return token_client(user)
+
+
+@pytest.fixture
+def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop in its own thread, as the ASGI server runs one."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        asyncio.run_coroutine_threadsafe(openai_async_client_close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

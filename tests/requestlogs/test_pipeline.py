@@ -1,14 +1,11 @@
 """One request end to end through the services: routing, the assistant, the log row."""
 
 import asyncio
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.core.exceptions import ValidationError
 
-from config.llm import openai_async_client_close
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.services import (
@@ -265,21 +262,6 @@ class TestQueries:
         submit("warm the caches", route="tech")
         with django_assert_num_queries(2):
             submit("TrackMan frozen in bay 3")
-
-
-@pytest.fixture
-def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """An event loop in its own thread, as the ASGI server runs one."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield loop
-    finally:
-        asyncio.run_coroutine_threadsafe(openai_async_client_close(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 def drain(events, loop: asyncio.AbstractEventLoop) -> list:
