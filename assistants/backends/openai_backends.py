@@ -51,20 +51,30 @@ def translate_openai_error(exc: Exception) -> AssistantError:
 
 
 class SSEDecoder:
-    """Splits a server-sent event stream into the ``data`` payloads of its events.
+    """Splits a server-sent event stream into its events: ``(event name, data)`` pairs.
 
-    Fed the body as it arrives, one network read at a time; returns the payloads of the
-    lines each read completed. OpenAI-compatible servers send one ``data:`` line of JSON
-    per event, so a payload is one JSON document (or ``[DONE]``).
+    Fed the body as it arrives, one network read at a time; returns the events whose
+    ``data:`` line each read completed. OpenAI-compatible servers send one ``data:`` line
+    of JSON per event, so a payload is one JSON document (or ``[DONE]``); the name is the
+    ``event:`` line before it, None if the server sends none (Chat Completions).
     """
 
     def __init__(self) -> None:
         self._pending = b""
+        self._event: bytes | None = None
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> list[tuple[bytes | None, bytes]]:
         lines = (self._pending + chunk).split(b"\n")
         self._pending = lines.pop()
-        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        events = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                events.append((self._event, line[5:].strip()))
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip()
+            elif not line.strip():
+                self._event = None
+        return events
 
 
 def _json(payload: bytes) -> dict[str, Any]:
@@ -82,6 +92,10 @@ class _StreamProtocol(ABC):
 
     def __init__(self, model: str) -> None:
         self.model = model
+
+    def wanted(self, name: bytes | None) -> bool:
+        """Whether an event of this name (None: unnamed) can matter; others are not parsed."""
+        return True
 
     @abstractmethod
     def text_of(self, event: dict[str, Any]) -> str:
@@ -112,7 +126,13 @@ def _read_stream(response: Any, protocol: _StreamProtocol) -> Iterator[StreamEve
 
 
 def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) -> str:
-    return "".join([protocol.text_of(_json(p)) for p in decoder.feed(chunk) if p != b"[DONE]"])
+    return "".join(
+        [
+            protocol.text_of(_json(data))
+            for name, data in decoder.feed(chunk)
+            if data != b"[DONE]" and protocol.wanted(name)
+        ]
+    )
 
 
 _TOO_SLOW = "the model did not finish in time"
@@ -186,12 +206,30 @@ def _guarded(
         response.close()
 
 
+# The Responses API events text_of reads. The others (response.created, the .done events
+# of each part...) repeat the route's instructions or the whole answer: parsing them was
+# most of the JSON work per answer, and the last three of them sit between the model's
+# last byte and the person seeing the end.
+_RESPONSES_EVENTS_READ = frozenset(
+    {
+        b"response.output_text.delta",
+        b"response.completed",
+        b"response.failed",
+        b"response.incomplete",
+        b"error",
+    }
+)
+
+
 class _ResponsesProtocol(_StreamProtocol):
     """Responses API events: ``response.output_text.delta``…, then ``response.completed``."""
 
     def __init__(self, model: str) -> None:
         super().__init__(model)
         self.result: dict[str, Any] | None = None
+
+    def wanted(self, name: bytes | None) -> bool:
+        return name is None or name in _RESPONSES_EVENTS_READ
 
     def text_of(self, event: dict[str, Any]) -> str:
         kind = event.get("type")
