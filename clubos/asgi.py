@@ -4,19 +4,20 @@ worker sends, which Django itself does not handle."""
 import asyncio
 import os
 import threading
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
-from typing import IO, Any
+from contextlib import aclosing, closing
+from typing import IO, Any, cast
 
 import django
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
-from clubos.serving import EVENT_LOOP_KEY
+from clubos.serving import EVENT_LOOP_KEY, LastPart
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
@@ -93,6 +94,37 @@ class OneHopASGIHandler(ASGIHandler):
                 await signals.request_finished.asend(sender=self.__class__)
             elif response.streaming:
                 await sync_to_async(response.close, thread_sensitive=True)()
+
+    async def send_response(self, response: HttpResponseBase, send: Any) -> None:
+        """Django's, except that a streamed response ends with its ``LastPart``: that part
+        and the end of the body go out in one message, then the iterator is closed."""
+        if not isinstance(response, StreamingHttpResponse):
+            await super().send_response(response, send)
+            return
+        headers = [
+            (
+                header.encode("ascii") if isinstance(header, str) else bytes(header),
+                value.encode("latin1") if isinstance(value, str) else bytes(value),
+            )
+            for header, value in response.items()
+        ]
+        headers += [
+            (b"Set-Cookie", c.OutputString().encode("ascii")) for c in response.cookies.values()
+        ]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        # Django's __aiter__ is an async generator (a sync iterator, mapped).
+        async with aclosing(cast(AsyncGenerator[bytes], aiter(response))) as content:
+            async for part in content:
+                if isinstance(part, LastPart):
+                    await send(
+                        {"type": "http.response.body", "body": bytes(part), "more_body": False}
+                    )
+                    return
+                for chunk, _ in self.chunk_bytes(part):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body"})
 
     def respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """In the request's thread: the request's start, the middleware and view, and

@@ -35,7 +35,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clubos.serving import request_event_loop
+from clubos.serving import EventStreamResponse, LastPart, request_event_loop
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.selectors import request_log_payload, request_logs_visible_to
 from requestlogs.services import (
@@ -137,11 +137,12 @@ async def request_event_stream_async(
     """``request_event_stream`` for the ASGI server (Django iterates it on the event loop)."""
     try:
         async for event in events:
-            yield _frame(event)
+            # The final frame goes out with the end of the body (clubos.asgi).
+            yield LastPart(_frame(event)) if isinstance(event, RequestDone) else _frame(event)
     except Exception:
         logger.exception("request %s failed while streaming", log.pk)
         await sync_to_async(log.refresh_from_db)()
-        yield _internal_error_frame(log)
+        yield LastPart(_internal_error_frame(log))
     finally:
         await events.aclose()
 
@@ -440,7 +441,7 @@ class RequestListCreateApi(APIView):
         else:
             log = request_log_create(request=request_input)
             content = request_event_stream(request_process(request=request_input, log=log), log)
-        response = StreamingHttpResponse(
+        response = EventStreamResponse(
             content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
         )
         response["Cache-Control"] = "no-cache"

@@ -553,7 +553,8 @@ async def _answer_on_loop(
         else:
             yield await sync_to_async(run.finish)()
     except (GeneratorExit, asyncio.CancelledError):
-        await asyncio.shield(sync_to_async(run.abandon)())
+        if not run.finished:  # closed once the last event is out: nothing to record
+            await asyncio.shield(sync_to_async(run.abandon)())
         raise
     except Exception as exc:
         await sync_to_async(run.crash)(exc)

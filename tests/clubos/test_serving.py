@@ -25,3 +25,51 @@ def test_gunicorn_can_serve_wsgi_with_threads_instead(monkeypatch):
     conf = gunicorn_settings(monkeypatch, GUNICORN_WORKER_CLASS="gthread", GUNICORN_THREADS="32")
     assert conf["wsgi_app"] == "clubos.wsgi:application"
     assert conf["threads"] == 32
+
+
+def stream_messages(*parts: bytes) -> list:
+    """What the ASGI handler sends for a streamed response of ``parts``, and when the
+    response's iterator finished, in order."""
+    import asyncio
+
+    from clubos.asgi import django_application
+    from clubos.serving import EventStreamResponse
+
+    happened: list = []
+
+    async def content():
+        try:
+            for part in parts:
+                yield part
+        finally:
+            happened.append("iterator closed")
+
+    async def send(message: dict) -> None:
+        happened.append((message.get("body", b""), message.get("more_body", False)))
+
+    async def scenario() -> None:
+        response = EventStreamResponse(content(), content_type="text/event-stream")
+        await django_application.send_response(response, send)
+
+    asyncio.run(scenario())
+    assert happened[0][0] == b""  # http.response.start
+    return happened[1:]
+
+
+def test_a_streams_last_part_goes_out_with_the_end_of_the_body_before_the_iterator_closes():
+    from clubos.serving import LastPart
+
+    assert stream_messages(b"event: route\n\n", LastPart(b"event: done\n\n")) == [
+        (b"event: route\n\n", True),
+        (b"event: done\n\n", False),
+        "iterator closed",
+    ]
+
+
+def test_a_stream_without_a_last_part_ends_with_an_empty_message_as_under_django():
+    assert stream_messages(b"one", b"two") == [
+        (b"one", True),
+        (b"two", True),
+        "iterator closed",
+        (b"", False),
+    ]
