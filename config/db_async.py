@@ -43,10 +43,11 @@ def db_async_supported() -> bool:
 
 
 async def db_async_open(*, timeout_s: float) -> None:
-    """Open the running loop's pool and wait up to ``timeout_s`` for its first connection.
+    """Open the running loop's pool and wait up to ``timeout_s`` for its first connection
+    (raising ``PoolTimeout`` if it is not there by then).
 
-    If PostgreSQL does not answer in time the pool stays open and keeps trying; a write
-    before it succeeds fails over to the thread path.
+    The pool stays open either way and keeps connecting in the background: a database
+    that comes up after the server costs its first writes a wait, not the pool.
     """
     if not db_async_supported():
         return
@@ -72,7 +73,10 @@ async def db_async_open(*, timeout_s: float) -> None:
         open=False,
     )
     _pools[loop] = pool
-    await pool.open(wait=True, timeout=timeout_s)
+    await pool.open()
+    # psycopg's own wait(timeout) would close the pool on a timeout.
+    async with pool.connection(timeout=timeout_s):
+        pass
 
 
 def db_async_pool() -> AsyncConnectionPool | None:

@@ -122,3 +122,21 @@ class TestOnTheLoopsOwnConnection:
         row = refreshed(log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot it."
         assert isinstance(row, RequestLog) and row.finished_at is not None
+
+
+@on_postgresql
+def test_a_database_not_there_at_start_leaves_the_pool_open_to_retry(monkeypatch, server_loop):
+    from psycopg_pool import PoolTimeout
+
+    monkeypatch.setitem(connection.settings_dict, "PORT", "1")  # nothing listens there
+
+    async def open_then_look():
+        with pytest.raises(PoolTimeout):
+            await db_async_open(timeout_s=0.3)
+        pool = db_async_pool()
+        try:
+            return pool is not None and not pool.closed
+        finally:
+            await db_async_close()
+
+    assert asyncio.run_coroutine_threadsafe(open_then_look(), server_loop).result(10)
