@@ -342,11 +342,17 @@ class RequestRun:
         """``finish`` from the event loop: the UPDATE goes out on the loop's own connection.
 
         If that connection fails, the ORM writes the row from a thread, as ``finish`` does.
+        Once begun it runs to its end, even if the client goes away meanwhile.
         """
-        assert self.call is not None
-        if self.conclude() and response_cache_usable(call=self.call):
-            await sync_to_async(self.cache_answer)()
-        await _to_the_end(_finish_async(pool, self.log, self.fields, self.request.started))
+        call = self.call
+        assert call is not None
+
+        async def write() -> None:
+            if self.conclude() and response_cache_usable(call=call):
+                await sync_to_async(self.cache_answer)()
+            await _finish_async(pool, self.log, self.fields, self.request.started)
+
+        await _to_the_end(write())
         return self.done()
 
     def conclude(self) -> bool:

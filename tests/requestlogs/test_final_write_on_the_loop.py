@@ -2,6 +2,7 @@
 the same row as the ORM would write, never a row left ``received``."""
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -9,10 +10,12 @@ from django.db import connection
 from django.utils import timezone
 
 from config.db_async import db_async_close, db_async_open, db_async_pool
+from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.services import (
     AnswerDelta,
     RequestDone,
+    RequestRun,
     _finish_async,
     _to_the_end,
     _update_compiled,
@@ -108,6 +111,38 @@ class TestOnTheLoopsOwnConnection:
         assert row.route.slug == "tech" and row.routing_source == "manual"
         assert row.finished_at is not None and row.total_ms > row.assistant_ms > 0
         assert row.tokens_out and row.upstream_calls == 1
+
+    def test_a_client_gone_during_the_final_step_still_leaves_the_row_final(
+        self, openai_upstream, server_loop, pool, monkeypatch
+    ):
+        system_config_update(response_cache_enabled=True)
+        openai_upstream.configure(ttft_s=0.05, latency_s=0.1, answer_text="Reboot the unit.")
+        cache_put_started = threading.Event()
+
+        def slow_cache_put(run: RequestRun) -> None:  # Redis slow to answer
+            cache_put_started.set()
+            time.sleep(0.3)
+
+        monkeypatch.setattr(RequestRun, "cache_answer", slow_cache_put)
+        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
+        log = request_log_new(request=request)
+        events = request_process_async(request=request, log=log, loop=server_loop)
+
+        async def read_then_go_away() -> None:
+            async def read() -> None:
+                async for _ in events:
+                    pass
+
+            task = asyncio.ensure_future(read())
+            while not cache_put_started.is_set():
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run_coroutine_threadsafe(read_then_go_away(), server_loop).result(10)
+        row = refreshed(log)
+        assert row.status == RequestStatus.OK and row.answer == "Reboot the unit."
 
     def test_if_the_loops_connection_fails_the_orm_still_finishes_the_row(self, server_loop, pool):
         request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
