@@ -15,7 +15,6 @@ it) callers take the thread path.
 """
 
 import asyncio
-import logging
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +22,6 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg_pool import AsyncConnectionPool
-
-logger = logging.getLogger(__name__)
 
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]" = (
     weakref.WeakKeyDictionary()
