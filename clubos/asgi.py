@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
-from clubos.serving import EVENT_LOOP_KEY, LastPart
+from clubos.serving import EVENT_LOOP_KEY, EventStreamResponse, LastPart
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
@@ -74,13 +74,17 @@ class OneHopASGIHandler(ASGIHandler):
             set_script_prefix(get_script_prefix(scope))
             scope[EVENT_LOOP_KEY] = asyncio.get_running_loop()
             response = None
+            responding: asyncio.Future[HttpResponseBase] | None = None
             try:
                 try:
                     async with asyncio.TaskGroup() as tasks:
                         tasks.create_task(self.listen_for_disconnect(receive))
-                        response = await sync_to_async(self.respond, thread_sensitive=True)(
-                            scope, body_file
+                        # Shielded: if the client goes away meanwhile, the view still ends
+                        # in its thread, and its unsent response is dealt with below.
+                        responding = asyncio.ensure_future(
+                            sync_to_async(self.respond, thread_sensitive=True)(scope, body_file)
                         )
+                        response = await asyncio.shield(responding)
                         await self.send_response(response, send)
                         raise _RequestProcessed
                 except* (_RequestProcessed, RequestAborted):
@@ -90,10 +94,25 @@ class OneHopASGIHandler(ASGIHandler):
                 if len(group.exceptions) == 1:
                     raise group.exceptions[0] from None
                 raise
+            if response is None and responding is not None:
+                response = await self.unsent(responding)
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
             elif response.streaming:
                 await sync_to_async(response.close, thread_sensitive=True)()
+
+    @staticmethod
+    async def unsent(responding: "asyncio.Future[HttpResponseBase]") -> HttpResponseBase:
+        """The response of a view the client left before it could be sent.
+
+        An event stream is discarded so that its own clean-up runs: a request's row is
+        marked abandoned and its model call closed (left alone, the row stayed
+        ``received`` until the next sweep, and the call ran on unread).
+        """
+        response = await responding
+        if isinstance(response, EventStreamResponse):
+            await response.discard()
+        return response
 
     async def send_response(self, response: HttpResponseBase, send: Any) -> None:
         """Django's, except that a streamed response ends with its ``LastPart``: that part
@@ -114,17 +133,24 @@ class OneHopASGIHandler(ASGIHandler):
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
+        ended = False
         # Django's __aiter__ is an async generator (a sync iterator, mapped).
         async with aclosing(cast(AsyncGenerator[bytes], aiter(response))) as content:
             async for part in content:
+                if ended:
+                    # Nothing follows a LastPart: reading on only runs the stream's own
+                    # clean-up to its end, here, after the client has everything.
+                    continue
                 if isinstance(part, LastPart):
                     await send(
                         {"type": "http.response.body", "body": bytes(part), "more_body": False}
                     )
-                    return
+                    ended = True
+                    continue
                 for chunk, _ in self.chunk_bytes(part):
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body"})
+        if not ended:
+            await send({"type": "http.response.body"})
 
     def respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """In the request's thread: the request's start, the middleware and view, and

@@ -1,6 +1,8 @@
 """What the ASGI handler (``clubos.asgi``) tells a view about how its request is served."""
 
 import asyncio
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from typing import Any
 
 from django.http import HttpRequest, StreamingHttpResponse
 
@@ -18,15 +20,35 @@ def request_event_loop(request: HttpRequest) -> asyncio.AbstractEventLoop | None
 
 class LastPart(bytes):
     """A streamed response's last part. ``clubos.asgi`` sends it with the end of the body,
-    in one write, before it closes the response's iterator: the client sees the end of
-    the stream one write (and one wake-up) sooner, and whatever the iterator does when
-    closed (waiting for an alert to go out) no longer holds the response open. Any
-    other server sends it as ordinary bytes."""
+    in one write: the client sees the end of the stream one write (and one wake-up)
+    sooner, and what the stream still does after it (waiting for an alert to go out)
+    runs once the client has everything. Any other server sends it as ordinary bytes."""
 
 
 class EventStreamResponse(StreamingHttpResponse):
     """A streamed response that keeps its ``LastPart`` marked (Django's ``make_bytes``
     would turn it into plain bytes on the way to the handler)."""
 
+    def __init__(
+        self,
+        streaming_content: Iterable[object] | AsyncIterable[object] = (),
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(streaming_content, *args, **kwargs)
+        self.stream = streaming_content
+
     def make_bytes(self, value: object) -> bytes:
         return value if isinstance(value, LastPart) else super().make_bytes(value)
+
+    async def discard(self) -> None:
+        """For a response that will never be sent (the client left first): start the stream
+        and close it, so that its own clean-up runs as it would for a client gone mid-way
+        (closing a stream that never started would run none of its code)."""
+        stream = self.stream
+        if not isinstance(stream, AsyncGenerator):
+            return
+        try:
+            await anext(stream, None)
+        finally:
+            await stream.aclose()

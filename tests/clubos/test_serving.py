@@ -50,19 +50,21 @@ def stream_messages(*parts: bytes) -> list:
     async def scenario() -> None:
         response = EventStreamResponse(content(), content_type="text/event-stream")
         await django_application.send_response(response, send)
+        happened.append("sent")
 
     asyncio.run(scenario())
     assert happened[0][0] == b""  # http.response.start
     return happened[1:]
 
 
-def test_a_streams_last_part_goes_out_with_the_end_of_the_body_before_the_iterator_closes():
+def test_a_streams_last_part_goes_out_with_the_end_of_the_body_then_the_stream_ends():
     from clubos.serving import LastPart
 
     assert stream_messages(b"event: route\n\n", LastPart(b"event: done\n\n")) == [
         (b"event: route\n\n", True),
         (b"event: done\n\n", False),
-        "iterator closed",
+        "iterator closed",  # its clean-up ran to its end before the response was done with
+        "sent",
     ]
 
 
@@ -72,4 +74,5 @@ def test_a_stream_without_a_last_part_ends_with_an_empty_message_as_under_django
         (b"two", True),
         "iterator closed",
         (b"", False),
+        "sent",
     ]

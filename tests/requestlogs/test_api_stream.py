@@ -2,7 +2,9 @@
 
 import contextlib
 import json
+import socket
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+import requestlogs.services as services
 from config.services import system_config_update
 from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
@@ -305,6 +308,37 @@ class TestStreamOverRealHttp:
                 break
             time.sleep(0.1)
         assert status == RequestStatus.ABANDONED
+
+    def test_a_client_gone_before_the_stream_starts_leaves_a_final_row(
+        self, asgi_live_server, routes, user, openai_upstream, monkeypatch
+    ):
+        openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
+        decide = services.route_decide
+
+        def slow_decide(**kwargs):  # the view is still at work when the client leaves
+            time.sleep(0.5)
+            return decide(**kwargs)
+
+        monkeypatch.setattr(services, "route_decide", slow_decide)
+        url = urllib.parse.urlsplit(asgi_live_server.url)
+        body = json.dumps({"text": "TrackMan frozen (left early)", "route": "tech"}).encode()
+        head = (
+            f"POST {URL} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: text/event-stream\r\n"
+            f"Authorization: {token_header(user)}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.sendall(head.encode() + body)
+            time.sleep(0.1)
+
+        deadline = time.monotonic() + 5
+        row = None
+        while time.monotonic() < deadline:
+            row = RequestLog.objects.filter(text__contains="left early").first()
+            if row is not None and row.status != RequestStatus.RECEIVED:
+                break
+            time.sleep(0.05)
+        assert row is not None and row.status == RequestStatus.ABANDONED
 
     def test_a_cached_answer_streams_with_no_model_call(
         self, server_url, routes, user, openai_upstream
