@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 
-from clubos.serving import EVENT_LOOP_KEY, EventStreamResponse, LastPart
+from clubos.serving import EVENT_LOOP_KEY, EventStreamResponse, LastPart, to_the_end
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
@@ -95,7 +95,9 @@ class OneHopASGIHandler(ASGIHandler):
                     raise group.exceptions[0] from None
                 raise
             if response is None and responding is not None:
-                response = await self.unsent(responding)
+                # The server may cancel this task some seconds after the client left; the
+                # view's thread and the stream's clean-up must still run to their end.
+                response = await to_the_end(self.unsent(responding))
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
             elif response.streaming:
@@ -116,7 +118,8 @@ class OneHopASGIHandler(ASGIHandler):
 
     async def send_response(self, response: HttpResponseBase, send: Any) -> None:
         """Django's, except that a streamed response ends with its ``LastPart``: that part
-        and the end of the body go out in one message, then the iterator is closed."""
+        and the end of the body go out in one message, then the stream is read to its end
+        (its clean-up); an event stream is closed whatever happens."""
         if not isinstance(response, StreamingHttpResponse):
             await super().send_response(response, send)
             return
@@ -134,23 +137,30 @@ class OneHopASGIHandler(ASGIHandler):
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
         ended = False
-        # Django's __aiter__ is an async generator (a sync iterator, mapped).
-        async with aclosing(cast(AsyncGenerator[bytes], aiter(response))) as content:
-            async for part in content:
-                if ended:
-                    # Nothing follows a LastPart: reading on only runs the stream's own
-                    # clean-up to its end, here, after the client has everything.
-                    continue
-                if isinstance(part, LastPart):
-                    await send(
-                        {"type": "http.response.body", "body": bytes(part), "more_body": False}
-                    )
-                    ended = True
-                    continue
-                for chunk, _ in self.chunk_bytes(part):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not ended:
-            await send({"type": "http.response.body"})
+        try:
+            # Django's __aiter__ is an async generator (a sync iterator, mapped).
+            async with aclosing(cast(AsyncGenerator[bytes], aiter(response))) as content:
+                async for part in content:
+                    if ended:
+                        # Nothing follows a LastPart: reading on only runs the stream's own
+                        # clean-up to its end, here, after the client has everything.
+                        continue
+                    if isinstance(part, LastPart):
+                        await send(
+                            {"type": "http.response.body", "body": bytes(part), "more_body": False}
+                        )
+                        ended = True
+                        continue
+                    for chunk, _ in self.chunk_bytes(part):
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not ended:
+                await send({"type": "http.response.body"})
+        finally:
+            if isinstance(response, EventStreamResponse):
+                # Cancelled in a send (a slow reader gone), the stream is left paused at a
+                # frame, which closing Django's wrapper does not reach: close it here, so a
+                # request's row is marked abandoned now, in the request.
+                await to_the_end(response.close_stream())
 
     def respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """In the request's thread: the request's start, the middleware and view, and

@@ -1,10 +1,13 @@
 """What the ASGI handler (``clubos.asgi``) tells a view about how its request is served."""
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Iterable
 from typing import Any
 
 from django.http import HttpRequest, StreamingHttpResponse
+
+logger = logging.getLogger(__name__)
 
 EVENT_LOOP_KEY = "clubos.event_loop"
 """The ASGI scope key under which ``clubos.asgi`` puts the event loop serving the request."""
@@ -41,6 +44,13 @@ class EventStreamResponse(StreamingHttpResponse):
     def make_bytes(self, value: object) -> bytes:
         return value if isinstance(value, LastPart) else super().make_bytes(value)
 
+    async def close_stream(self) -> None:
+        """Close the stream itself (Django's wrappers around it do not), so that its clean-up
+        runs now, in the request, and not whenever the response is garbage-collected. A no-op
+        for a stream that ran to its end."""
+        if isinstance(self.stream, AsyncGenerator):
+            await self.stream.aclose()
+
     async def discard(self) -> None:
         """For a response that will never be sent (the client left first): start the stream
         and close it, so that its own clean-up runs as it would for a client gone mid-way
@@ -52,3 +62,24 @@ class EventStreamResponse(StreamingHttpResponse):
             await anext(stream, None)
         finally:
             await stream.aclose()
+
+
+async def to_the_end[T](work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the task awaiting it is cancelled meanwhile (the
+    client went away, the server gave up on the request): a request's final write or its
+    clean-up cut off half-way would leave its row unfinished. The cancellation is passed on
+    once the work is done."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except BaseException:  # noqa: S110 - the work's own failure: task.result() raises it
+            pass
+    if cancelled and not task.cancelled():
+        if (failure := task.exception()) is not None:
+            logger.error("work finished after a cancellation failed", exc_info=failure)
+        raise asyncio.CancelledError
+    return task.result()

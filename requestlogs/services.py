@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +38,7 @@ from assistants.services import (
     response_cache_put,
     response_cache_usable,
 )
+from clubos.serving import to_the_end
 from config.db_async import db_async_execute, db_async_pool
 from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
@@ -336,6 +337,7 @@ class RequestRun:
         if self.conclude():
             self.cache_answer()
         _finish(self.log, self.fields, self.request.started)
+        self.finished = True
         return self.done()
 
     async def finish_async(self, pool: AsyncConnectionPool) -> RequestDone:
@@ -351,8 +353,9 @@ class RequestRun:
             if self.conclude() and response_cache_usable(call=call):
                 await sync_to_async(self.cache_answer)()
             await _finish_async(pool, self.log, self.fields, self.request.started)
+            self.finished = True
 
-        await _to_the_end(write())
+        await to_the_end(write())
         return self.done()
 
     def conclude(self) -> bool:
@@ -372,7 +375,6 @@ class RequestRun:
             fresh = self.hit is None
         fields["upstream_calls"] += self.call.upstream_calls
         fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
-        self.finished = True
         return fresh
 
     def cache_answer(self) -> None:
@@ -647,24 +649,6 @@ async def _finish_async(
     except Exception:
         logger.warning("request %s: the event loop's UPDATE failed", log.pk, exc_info=True)
     await sync_to_async(_finish)(log, fields, started)
-
-
-async def _to_the_end(write: Coroutine[Any, Any, None]) -> None:
-    """Await ``write`` to its end even if the client goes away meanwhile (the task waiting
-    for it is cancelled): a write cut off half-way would leave the row ``received``.
-    The cancellation is passed on once the write is done."""
-    task = asyncio.ensure_future(write)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def request_submit(

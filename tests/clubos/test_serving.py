@@ -76,3 +76,40 @@ def test_a_stream_without_a_last_part_ends_with_an_empty_message_as_under_django
         (b"", False),
         "sent",
     ]
+
+
+def test_a_stream_cancelled_in_a_send_is_closed_before_the_handler_is_done():
+    """A slow reader gone: the server cancels the request while a frame waits to be sent.
+    The stream's own clean-up (a request's row marked abandoned) must run then, not
+    whenever the response is garbage-collected."""
+    import asyncio
+
+    from clubos.asgi import django_application
+    from clubos.serving import EventStreamResponse
+
+    happened: list[str] = []
+
+    async def content():
+        try:
+            yield b"event: route\n\n"
+            yield b"event: delta\n\n"
+            yield b"event: done\n\n"
+        finally:
+            happened.append("stream closed")
+
+    async def send(message: dict) -> None:
+        if message.get("body") == b"event: delta\n\n":
+            await asyncio.sleep(10)  # the socket is full: the client stopped reading
+
+    async def scenario() -> None:
+        response = EventStreamResponse(content(), content_type="text/event-stream")
+        task = asyncio.ensure_future(django_application.send_response(response, send))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            happened.append("handler done")
+
+    asyncio.run(scenario())
+    assert happened == ["stream closed", "handler done"]

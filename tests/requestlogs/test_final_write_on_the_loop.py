@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from clubos.serving import to_the_end
 from config.db_async import db_async_close, db_async_open, db_async_pool
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
@@ -17,7 +18,6 @@ from requestlogs.services import (
     RequestDone,
     RequestRun,
     _finish_async,
-    _to_the_end,
     _update_compiled,
     _update_statement,
     request_log_create,
@@ -67,7 +67,7 @@ def test_a_write_runs_to_its_end_when_the_client_goes_away_during_it():
         written.append("row")
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(_to_the_end(write()))
+        task = asyncio.ensure_future(to_the_end(write()))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
