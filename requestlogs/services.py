@@ -13,6 +13,7 @@ failure before the write still leaves a row, in its final state.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Field
 from django.db.models.sql.subqueries import UpdateQuery
 from django.utils import timezone
 from psycopg_pool import AsyncConnectionPool
@@ -579,15 +581,22 @@ _ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
 
 
 def _finish(log: RequestLog, fields: dict[str, Any], started: float) -> None:
-    """The second write: one UPDATE with everything the request learnt.
+    """The second write: one UPDATE with everything the request learnt."""
+    _finish_stamp(log, fields, started)
+    _finish_write(log, fields)
 
-    A request that failed before its row was written (a crash while routing) gets it
-    now, in its final state: one INSERT.
-    """
+
+def _finish_stamp(log: RequestLog, fields: dict[str, Any], started: float) -> None:
+    """The request's last fields (its total time, when it finished), onto the row too."""
     fields["total_ms"] = _elapsed_ms(started)
     fields["finished_at"] = timezone.now()
     for name, value in fields.items():
         setattr(log, name, value)
+
+
+def _finish_write(log: RequestLog, fields: dict[str, Any]) -> None:
+    """The ORM's write of a stamped row. A request that failed before its row was written
+    (a crash while routing) gets it now, in its final state: one INSERT."""
     if log._state.adding:
         log.save(force_insert=True)
     else:
@@ -620,11 +629,16 @@ def _update_statement(log: RequestLog, fields: dict[str, Any]) -> tuple[str, tup
         _UPDATE_SQL[names] = sql
         return sql, params
     db = connections[DEFAULT_DB_ALIAS]
-    columns = {f.attname: f for f in RequestLog._meta.concrete_fields}
+    columns = _request_log_columns()
     return sql, (
         *(columns[name].get_db_prep_save(fields[name], connection=db) for name in names),
         columns["id"].get_db_prep_value(log.pk, connection=db),
     )
+
+
+@functools.cache
+def _request_log_columns() -> "dict[str, Field[Any, Any]]":
+    return {f.attname: f for f in RequestLog._meta.concrete_fields}
 
 
 async def _finish_async(
@@ -635,20 +649,15 @@ async def _finish_async(
     Should that connection fail (or the row not be there for it), the ORM writes the row
     from a thread instead: the final status is never left to the sweep.
     """
-    if log._state.adding:
-        await sync_to_async(_finish)(log, fields, started)
-        return
-    fields["total_ms"] = _elapsed_ms(started)
-    fields["finished_at"] = timezone.now()
-    for name, value in fields.items():
-        setattr(log, name, value)
-    try:
-        if await db_async_execute(pool, *_update_statement(log, fields)) == 1:
-            return
-        logger.warning("request %s: the event loop's UPDATE found no row", log.pk)
-    except Exception:
-        logger.warning("request %s: the event loop's UPDATE failed", log.pk, exc_info=True)
-    await sync_to_async(_finish)(log, fields, started)
+    _finish_stamp(log, fields, started)
+    if not log._state.adding:
+        try:
+            if await db_async_execute(pool, *_update_statement(log, fields)) == 1:
+                return
+            logger.warning("request %s: the event loop's UPDATE found no row", log.pk)
+        except Exception:
+            logger.warning("request %s: the event loop's UPDATE failed", log.pk, exc_info=True)
+    await sync_to_async(_finish_write)(log, fields)
 
 
 def request_submit(
