@@ -55,13 +55,12 @@ class EventStreamResponse(StreamingHttpResponse):
         """For a response that will never be sent (the client left first): start the stream
         and close it, so that its own clean-up runs as it would for a client gone mid-way
         (closing a stream that never started would run none of its code)."""
-        stream = self.stream
-        if not isinstance(stream, AsyncGenerator):
+        if not isinstance(self.stream, AsyncGenerator):
             return
         try:
-            await anext(stream, None)
+            await anext(self.stream, None)
         finally:
-            await stream.aclose()
+            await self.close_stream()
 
 
 async def to_the_end[T](work: Awaitable[T]) -> T:
