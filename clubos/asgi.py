@@ -212,7 +212,7 @@ django_application = OneHopASGIHandler()
 # before it takes traffic (clubos.warmup).
 from clubos.warmup import warm_up, warm_up_async  # noqa: E402
 from config.db_async import db_async_close  # noqa: E402
-from config.llm import openai_async_client_close  # noqa: E402
+from config.llm import openai_async_channel_close  # noqa: E402
 
 warm_up()
 
@@ -224,11 +224,11 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            # The event loop exists now: its async OpenAI client can open its connection.
+            # The event loop exists now: its channel to the model's server can connect.
             await warm_up_async()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await openai_async_client_close()
+            await openai_async_channel_close()
             await db_async_close()
             await send({"type": "lifespan.shutdown.complete"})
             return

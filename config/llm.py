@@ -1,31 +1,35 @@
-"""The process's OpenAI clients, shared by the LLM router and the OpenAI backends.
+"""The process's connections to the model's server, shared by the router and the backends.
 
 One client per process keeps its connection pool warm across requests: ``openai_client()``
-for threads (WSGI, the router), ``openai_async_client()`` for the event loop that streams
-answers under ASGI (one per loop, as its connections belong to that loop; a server worker
-has one loop). The async client uses the SDK's aiohttp transport: its C HTTP parser costs
-a fraction of the CPU per streamed chunk. The SDK's own
-retries are switched off (``max_retries=0``): ClubOS has exactly one retry loop, in
-``assistants.services``, bounded by the request's deadline. Timeouts are passed per call.
+(the SDK's) for threads (WSGI, the router), and for the event loop that streams answers
+under ASGI ``openai_async_channel()``: that client's address, key and headers over one
+aiohttp session per loop (its connections belong to that loop; a server worker has one
+loop), opened at start-up. The SDK's own retries are switched off (``max_retries=0``):
+ClubOS has exactly one retry loop, in ``assistants.services``, bounded by the request's
+deadline. Timeouts are passed per call.
 """
 
 import asyncio
 import threading
 import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+import aiohttp
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from openai import AsyncOpenAI, DefaultAioHttpClient, OpenAI
+from openai import OpenAI
 
 _client: OpenAI | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI]" = (
+_channels: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UpstreamChannel]" = (
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
 
 # Connect fast or fail fast; per-call read timeouts come from the request's deadline.
 DEFAULT_TIMEOUT_S = 15.0
+CONNECTION_LIMIT = 1000
 
 
 class UpstreamNotConfigured(RuntimeError):
@@ -54,34 +58,77 @@ def openai_client() -> OpenAI:
         return _client
 
 
-def openai_async_client() -> AsyncOpenAI:
-    """The running event loop's async client, created on its first use."""
+@dataclass(frozen=True, slots=True)
+class UpstreamChannel:
+    """An event loop's HTTP connections to the model's server, and what every call sends.
+
+    The streamed assistant call is the one upstream call on a request's path, so how it is
+    sent is part of every request's overhead. Through the SDK's async client (its typed
+    parameters' transform, httpx2, then its aiohttp transport) building and sending it
+    cost 0.7-0.9 ms of CPU per call; the same request straight through aiohttp (the
+    library under the SDK's transport) 0.2-0.3 ms (bench/README.md). The channel takes the
+    address, key and headers from the process's OpenAI client, so both reach the same
+    server the same way; what the answer's events mean stays in the backends.
+    """
+
+    session: aiohttp.ClientSession
+    base_url: str
+    headers: Mapping[str, str]
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+def openai_async_channel() -> UpstreamChannel:
+    """The running event loop's channel, created on its first use (or at start-up)."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is not None:
-        return client
-    if not openai_configured():
-        raise UpstreamNotConfigured("OPENAI_API_KEY is not set")
+    channel = _channels.get(loop)
+    if channel is not None:
+        return channel
+    client = openai_client()  # raises UpstreamNotConfigured without a key
     with _lock:
-        client = _async_clients.get(loop)
-        if client is None:
-            client = AsyncOpenAI(
-                api_key=settings.OPENAI_API_KEY,
-                base_url=settings.OPENAI_BASE_URL,
-                timeout=DEFAULT_TIMEOUT_S,
-                max_retries=0,
-                http_client=DefaultAioHttpClient(timeout=DEFAULT_TIMEOUT_S),
+        channel = _channels.get(loop)
+        if channel is None:
+            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+            headers.update(
+                {
+                    "Authorization": f"Bearer {client.api_key}",
+                    "Accept": "text/event-stream",
+                    "X-Stainless-Async": "async:asyncio",
+                }
             )
-            _async_clients[loop] = client
-        return client
+            session = aiohttp.ClientSession(
+                # As many connections as streams a worker carries at once (the SDK's limit).
+                connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
+                # Bodies are read as they arrive: no buffering or decompression to undo.
+                auto_decompress=False,
+            )
+            channel = UpstreamChannel(
+                session=session, base_url=str(client.base_url).rstrip("/") + "/", headers=headers
+            )
+            _channels[loop] = channel
+        return channel
 
 
-async def openai_async_client_close() -> None:
-    """Close the running loop's client (the server's shutdown), with its connections."""
+async def openai_async_channel_warm(*, timeout_s: float) -> None:
+    """Open the loop's first connection to the model's server (a models list) before the
+    first request needs it."""
+    channel = openai_async_channel()
+    async with channel.session.get(
+        channel.url("models"),
+        headers={**channel.headers, "Accept": "application/json"},
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    ) as response:
+        await response.read()
+        response.raise_for_status()
+
+
+async def openai_async_channel_close() -> None:
+    """Close the running loop's channel (the server's shutdown), with its connections."""
     with _lock:
-        client = _async_clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.close()
+        channel = _channels.pop(asyncio.get_running_loop(), None)
+    if channel is not None:
+        await channel.session.close()
 
 
 def openai_client_reset() -> None:
@@ -89,8 +136,8 @@ def openai_client_reset() -> None:
     global _client
     with _lock:
         old, _client = _client, None
-        # An async client can only be closed on its own loop; dropping it is enough.
-        _async_clients.clear()
+        # A channel can only be closed on its own loop; dropping it is enough.
+        _channels.clear()
     if old is not None:
         old.close()
 

@@ -1,4 +1,4 @@
-"""Backends that call an OpenAI-compatible upstream through the official SDK."""
+"""Backends that call an OpenAI-compatible upstream: the SDK in threads, aiohttp on the loop."""
 
 import asyncio
 import json
@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import httpx2
 import openai
 
@@ -19,31 +20,36 @@ from assistants.backends.base import (
     StreamEvent,
     TextDelta,
 )
-from config.llm import UpstreamNotConfigured, openai_async_client, openai_client
+from config.llm import UpstreamNotConfigured, openai_async_channel, openai_client
+
+CONNECT_S = 3.0
 
 
 def call_timeout(seconds: float) -> httpx2.Timeout:
     """A per-call timeout: the read gap and the whole budget are the same number."""
-    return httpx2.Timeout(seconds, connect=min(seconds, 3.0))
+    return httpx2.Timeout(seconds, connect=min(seconds, CONNECT_S))
+
+
+def status_failure(status: int) -> AssistantError:
+    """An HTTP error status from the model's server as our failure kind."""
+    if status == 429:
+        return AssistantError(FailureKind.RATE_LIMITED, "the model is rate-limited (429)")
+    if status >= 500:
+        return AssistantError(FailureKind.UPSTREAM, f"the model failed ({status})")
+    return AssistantError(FailureKind.REJECTED, f"the model refused the call ({status})")
 
 
 def translate_openai_error(exc: Exception) -> AssistantError:
-    """The SDK's exceptions as our failure kinds."""
+    """The SDK's (and, on the event loop, aiohttp's) exceptions as our failure kinds."""
     if isinstance(exc, AssistantError):
         return exc
     if isinstance(exc, UpstreamNotConfigured):
         return AssistantError(FailureKind.UNAVAILABLE, str(exc))
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | TimeoutError):
         return AssistantError(FailureKind.TIMEOUT, "the model did not answer in time")
-    if isinstance(exc, openai.RateLimitError):
-        return AssistantError(FailureKind.RATE_LIMITED, "the model is rate-limited (429)")
     if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500:
-            return AssistantError(FailureKind.UPSTREAM, f"the model failed ({exc.status_code})")
-        return AssistantError(
-            FailureKind.REJECTED, f"the model refused the call ({exc.status_code})"
-        )
-    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError):
+        return status_failure(exc.status_code)
+    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError | aiohttp.ClientError):
         return AssistantError(FailureKind.UPSTREAM, "lost the connection to the model")
     if isinstance(exc, openai.OpenAIError):
         return AssistantError(FailureKind.UPSTREAM, f"the model's answer was unusable: {exc}")
@@ -138,8 +144,26 @@ def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) ->
 _TOO_SLOW = "the model did not finish in time"
 
 
+async def _post_stream(path: str, body: dict[str, Any], budget_s: float) -> aiohttp.ClientResponse:
+    """Send one streamed call on the event loop's channel; its response once the headers
+    are in, or the failure an error status means."""
+    channel = openai_async_channel()
+    response = await channel.session.post(
+        channel.url(path),
+        data=json.dumps(body).encode(),
+        headers=channel.headers,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(budget_s, CONNECT_S)),
+    )
+    if response.status >= 400:
+        response.close()
+        raise status_failure(response.status)
+    return response
+
+
 async def _aguarded(
-    open_stream: Callable[[], Awaitable[Any]], protocol: _StreamProtocol, budget_s: float
+    open_stream: Callable[[], Awaitable[aiohttp.ClientResponse]],
+    protocol: _StreamProtocol,
+    budget_s: float,
 ) -> AsyncIterator[StreamEvent]:
     """``_guarded`` and ``_read_stream`` for an event loop: one streamed call, budget included.
 
@@ -158,7 +182,7 @@ async def _aguarded(
     try:
         decoder = SSEDecoder()
         parts: list[str] = []
-        chunks = response.http_response.aiter_bytes()
+        chunks = response.content.iter_any()
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -177,7 +201,8 @@ async def _aguarded(
     except Exception as exc:
         raise translate_openai_error(exc) from exc
     finally:
-        await response.close()
+        # Read to its end, the connection goes back to the pool; cut short, it is closed.
+        response.release()
 
 
 def _guarded(
@@ -286,14 +311,15 @@ class OpenAIResponsesBackend(AssistantBackend):
 
     name = "openai-responses"
 
-    def params(self, request: AssistantRequest) -> dict[str, Any]:
+    path = "responses"
+
+    def body(self, request: AssistantRequest) -> dict[str, Any]:
         return {
             "model": request.model,
             "instructions": request.route.instructions,
             "input": self.user_message(request),
             "stream": True,
             "store": False,
-            "timeout": call_timeout(request.timeout_s),
         }
 
     def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
@@ -302,7 +328,9 @@ class OpenAIResponsesBackend(AssistantBackend):
             # response it returns, which is all its __exit__ would do.
             return (
                 openai_client()
-                .responses.with_streaming_response.create(**self.params(request))
+                .responses.with_streaming_response.create(
+                    **self.body(request), timeout=call_timeout(request.timeout_s)
+                )
                 .__enter__()
             )
 
@@ -312,11 +340,8 @@ class OpenAIResponsesBackend(AssistantBackend):
         return _guarded(open_stream, read, request.timeout_s)
 
     def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
-        def open_stream() -> Awaitable[Any]:
-            client = openai_async_client()
-            return client.responses.with_streaming_response.create(
-                **self.params(request)
-            ).__aenter__()
+        def open_stream() -> Awaitable[aiohttp.ClientResponse]:
+            return _post_stream(self.path, self.body(request), request.timeout_s)
 
         return _aguarded(open_stream, _ResponsesProtocol(request.model), request.timeout_s)
 
@@ -326,7 +351,9 @@ class OpenAIChatBackend(AssistantBackend):
 
     name = "openai-chat"
 
-    def params(self, request: AssistantRequest) -> dict[str, Any]:
+    path = "chat/completions"
+
+    def body(self, request: AssistantRequest) -> dict[str, Any]:
         return {
             "model": request.model,
             "messages": [
@@ -335,14 +362,15 @@ class OpenAIChatBackend(AssistantBackend):
             ],
             "stream": True,
             "stream_options": {"include_usage": True},
-            "timeout": call_timeout(request.timeout_s),
         }
 
     def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
         def open_stream() -> Any:
             return (
                 openai_client()
-                .chat.completions.with_streaming_response.create(**self.params(request))
+                .chat.completions.with_streaming_response.create(
+                    **self.body(request), timeout=call_timeout(request.timeout_s)
+                )
                 .__enter__()
             )
 
@@ -352,10 +380,7 @@ class OpenAIChatBackend(AssistantBackend):
         return _guarded(open_stream, read, request.timeout_s)
 
     def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
-        def open_stream() -> Awaitable[Any]:
-            client = openai_async_client()
-            return client.chat.completions.with_streaming_response.create(
-                **self.params(request)
-            ).__aenter__()
+        def open_stream() -> Awaitable[aiohttp.ClientResponse]:
+            return _post_stream(self.path, self.body(request), request.timeout_s)
 
         return _aguarded(open_stream, _ChatProtocol(request.model), request.timeout_s)

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from config.llm import openai_async_client_close
+from config.llm import openai_async_channel_close
 from routing.models import Route
 from tests.requestlogs.api_factories import default_routes_ensure, token_client
 from tests.requestlogs.factories import UserFactory
@@ -45,7 +45,7 @@ def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
     try:
         yield loop
     finally:
-        asyncio.run_coroutine_threadsafe(openai_async_client_close(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(openai_async_channel_close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()

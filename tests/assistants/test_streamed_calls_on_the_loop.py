@@ -1,0 +1,144 @@
+"""The assistant's streamed call on an event loop (the ASGI server's path), against the fake
+OpenAI server: the answer, the retry, every failure mode and the kept-alive connection."""
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from assistants.backends.base import AssistantError, Completion, FailureKind, TextDelta
+from assistants.backends.openai_backends import status_failure
+from assistants.services import AssistantCall
+from config.llm import openai_async_channel_close
+from config.selectors import system_config_get
+from config.services import system_config_update
+from routing.models import Route
+from routing.selectors import route_catalog_get
+
+pytestmark = pytest.mark.django_db
+
+TEXT = "TrackMan frozen in bay 3"
+
+
+def tech_call() -> AssistantCall:
+    route = route_catalog_get().get("tech")
+    assert route is not None
+    return AssistantCall(text=TEXT, location="Bay 3", route=route, config=system_config_get())
+
+
+def on_a_loop[T](work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` on a new event loop, as a server worker would, and close the loop's
+    channel to the model's server afterwards."""
+
+    async def run() -> T:
+        try:
+            return await work()
+        finally:
+            await openai_async_channel_close()
+
+    return asyncio.run(run())
+
+
+def streamed(call: AssistantCall) -> tuple[list[Any], AssistantError | None]:
+    async def collect() -> tuple[list[Any], AssistantError | None]:
+        events: list[Any] = []
+        try:
+            async for event in call.astream():
+                events.append(event)
+        except AssistantError as exc:
+            return events, exc
+        return events, None
+
+    return on_a_loop(collect)
+
+
+def test_the_answer_streams_in_order_then_its_completion(openai_upstream):
+    openai_upstream.configure(answer_text="Reboot the TrackMan unit, then recalibrate.")
+    events, failure = streamed(tech_call())
+    assert failure is None
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert "".join(deltas) == "Reboot the TrackMan unit, then recalibrate."
+    assert isinstance(events[-1], Completion) and events[-1].tokens_out
+    [call] = openai_upstream.calls
+    assert call.path == "/v1/responses" and call.stream
+    assert call.body["instructions"] == Route.objects.get(slug="tech").instructions
+    assert TEXT in str(call.body["input"])
+
+
+def test_the_chat_completions_backend_streams_too(openai_upstream, settings):
+    settings.ASSISTANT_BACKEND = "openai-chat"
+    events, failure = streamed(tech_call())
+    assert failure is None and isinstance(events[-1], Completion)
+    assert [c.path for c in openai_upstream.calls] == ["/v1/chat/completions"]
+
+
+def test_consecutive_calls_reuse_one_connection(openai_upstream):
+    async def three() -> None:
+        for _ in range(3):
+            async for _event in tech_call().astream():
+                pass
+
+    on_a_loop(three)
+    peers = {c.client for c in openai_upstream.calls}
+    assert len(openai_upstream.calls) == 3 and len(peers) == 1 and None not in peers
+
+
+def test_one_429_is_retried_once(openai_upstream):
+    openai_upstream.configure(fail="429", fail_times=1)
+    call = tech_call()
+    events, failure = streamed(call)
+    assert failure is None and isinstance(events[-1], Completion)
+    assert len(openai_upstream.calls) == 2 and call.upstream_calls == 2
+
+
+def test_a_persistent_500_fails_as_the_upstream_after_one_retry(openai_upstream):
+    openai_upstream.configure(fail="500")
+    _, failure = streamed(tech_call())
+    assert failure is not None and failure.kind is FailureKind.UPSTREAM
+    assert "500" in str(failure)
+    assert len(openai_upstream.calls) == 2
+
+
+def test_a_hanging_model_times_out_within_the_deadline(openai_upstream):
+    system_config_update(assistant_timeout_s=1.0)
+    openai_upstream.configure(fail="hang", hang_s=5.0)
+    started = time.monotonic()
+    _, failure = streamed(tech_call())
+    assert failure is not None and failure.kind is FailureKind.TIMEOUT
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_stream_dropped_after_text_fails_and_is_not_retried(openai_upstream):
+    openai_upstream.configure(fail="disconnect")
+    events, failure = streamed(tech_call())
+    assert any(isinstance(e, TextDelta) for e in events)
+    assert failure is not None and failure.kind is FailureKind.UPSTREAM
+    assert len(openai_upstream.calls) == 1
+
+
+def test_a_server_that_is_not_there_is_a_lost_connection(openai_upstream, settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.OPENAI_BASE_URL = f"http://127.0.0.1:{port}/v1"
+    system_config_update(assistant_retries=0)
+    _, failure = streamed(tech_call())
+    assert failure is not None and failure.kind is FailureKind.UPSTREAM
+    assert "connection" in str(failure)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (429, FailureKind.RATE_LIMITED),
+        (500, FailureKind.UPSTREAM),
+        (503, FailureKind.UPSTREAM),
+        (400, FailureKind.REJECTED),
+        (401, FailureKind.REJECTED),
+    ],
+)
+def test_error_statuses_are_the_same_failures_as_through_the_sdk(status, kind):
+    assert status_failure(status).kind is kind
