@@ -38,7 +38,9 @@ class OneHopASGIHandler(ASGIHandler):
     stays on the loop is reading the request, sending the response, and iterating a
     streaming response's async iterator: the answer's wait on the model
     (``requestlogs.services.request_process_async``); a streamed response is closed in
-    a second trip once it has been sent.
+    a second trip once it has been sent. The API's busiest call, a streamed submit with a
+    token the worker knows, makes no trip at all when it can be served on the loop
+    (``requestlogs.apis.request_stream_on_loop``).
 
     Each request's thread is a long-lived one borrowed from ``_RequestThreads``: Django's
     handler starts (and joins) a new thread per request, which stalls the event loop
@@ -81,9 +83,7 @@ class OneHopASGIHandler(ASGIHandler):
                         tasks.create_task(self.listen_for_disconnect(receive))
                         # Shielded: if the client goes away meanwhile, the view still ends
                         # in its thread, and its unsent response is dealt with below.
-                        responding = asyncio.ensure_future(
-                            sync_to_async(self.respond, thread_sensitive=True)(scope, body_file)
-                        )
+                        responding = asyncio.ensure_future(self.respond_async(scope, body_file))
                         response = await asyncio.shield(responding)
                         await self.send_response(response, send)
                         raise _RequestProcessed
@@ -162,6 +162,15 @@ class OneHopASGIHandler(ASGIHandler):
                 # request's row is marked abandoned now, in the request.
                 await to_the_end(response.close_stream())
 
+    async def respond_async(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
+        """The response: the API's streamed submit on the loop when it can be served there
+        (``request_stream_on_loop``), otherwise ``respond`` in the request's thread."""
+        response = await request_stream_on_loop(scope, body_file)
+        if response is not None:
+            return response
+        body_file.seek(0)
+        return await sync_to_async(self.respond, thread_sensitive=True)(scope, body_file)
+
     def respond(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
         """In the request's thread: the request's start, the middleware and view, and
         (its body being complete) a plain response's end, before its bytes go out."""
@@ -206,6 +215,8 @@ class _RequestThreads:
 
 
 django.setup(set_prefix=False)
+from requestlogs.apis import request_stream_on_loop  # noqa: E402
+
 django_application = OneHopASGIHandler()
 
 # Every process that serves requests trains the router and opens its upstream connection

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.authentication import TokenAuthentication
 
 # Bounds the memory a flood of distinct (valid) tokens can take; far above real use.
@@ -17,9 +18,9 @@ class _TokenCache:
         self._entries: dict[str, tuple[Any, Any, float]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> tuple[Any, Any] | None:
+    def get(self, key: str, *, fresh_for_s: float = 0.0) -> tuple[Any, Any] | None:
         entry = self._entries.get(key)
-        if entry is None or entry[2] <= time.monotonic():
+        if entry is None or entry[2] <= time.monotonic() + fresh_for_s:
             return None
         return entry[0], entry[1]
 
@@ -58,3 +59,23 @@ class CachedTokenAuthentication(TokenAuthentication):
             hit = user, token
         # Each request gets its own user object: views may cache things on it.
         return copy.copy(hit[0]), hit[1]
+
+
+def api_token_user_known(request: HttpRequest, *, fresh_for_s: float = 1.0) -> Any | None:
+    """The user of the request's ``Authorization: Token <key>``, if this worker has checked
+    that token and will trust it for ``fresh_for_s`` more: no database. None for anything
+    else (no token, a malformed header, a token not checked yet or about to be re-checked),
+    which ``CachedTokenAuthentication`` then deals with.
+    """
+    try:
+        auth = request.META.get("HTTP_AUTHORIZATION", "").encode("iso-8859-1").split()
+    except UnicodeError:
+        return None
+    if len(auth) != 2 or auth[0].lower() != CachedTokenAuthentication.keyword.lower().encode():
+        return None
+    try:
+        key = auth[1].decode()
+    except UnicodeError:
+        return None
+    hit = api_token_cache.get(key, fresh_for_s=fresh_for_s)
+    return None if hit is None else copy.copy(hit[0])

@@ -9,14 +9,19 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import IO, Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -35,7 +40,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clubos.auth import api_token_user_known
 from clubos.serving import EventStreamResponse, LastPart, request_event_loop
+from config.db_async import db_async_pool
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.selectors import request_log_payload, request_logs_visible_to
 from requestlogs.services import (
@@ -50,6 +57,7 @@ from requestlogs.services import (
     request_log_new,
     request_process,
     request_process_async,
+    request_process_on_loop,
     request_validate,
 )
 from requestlogs.stats import timing_stats
@@ -145,6 +153,16 @@ async def request_event_stream_async(
         yield LastPart(_internal_error_frame(log))
     finally:
         await events.aclose()
+
+
+def event_stream_response(content: Iterator[bytes] | AsyncIterator[bytes]) -> EventStreamResponse:
+    response = EventStreamResponse(
+        content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
+    )
+    response["Cache-Control"] = "no-cache"
+    # Tell nginx-style proxies to pass every frame on at once.
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 def _wants_event_stream(request: Request) -> bool:
@@ -441,13 +459,7 @@ class RequestListCreateApi(APIView):
         else:
             log = request_log_create(request=request_input)
             content = request_event_stream(request_process(request=request_input, log=log), log)
-        response = EventStreamResponse(
-            content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
-        )
-        response["Cache-Control"] = "no-cache"
-        # Tell nginx-style proxies to pass every frame on at once.
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return event_stream_response(content)
 
     @extend_schema(
         operation_id="requests_list",
@@ -625,3 +637,136 @@ class TimingStatsApi(APIView):
                 "overall": overall,
             }
         )
+
+
+# --- The streamed submit on the event loop -----------------------------------------------
+
+# The configured middleware that leave a token-authenticated event stream as it is (static
+# files, sessions and messages unused, CSRF exempt, lazy user, no body length to set), and
+# the two that add headers to every response, applied here. With any other middleware
+# configured, every request goes the middleware's way.
+_LOOP_INERT_MIDDLEWARE = frozenset(
+    {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    }
+)
+_LOOP_HEADER_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+)
+_loop_lanes: dict[tuple[str, ...], "list[Any] | None"] = {}
+
+
+def _loop_header_middleware() -> list[Any] | None:
+    """The header-adding middleware, in the order their ``process_response`` runs; None
+    when the lane is off (the setting, or middleware it does not know)."""
+    if not settings.API_STREAM_ON_LOOP:
+        return None
+    names = tuple(settings.MIDDLEWARE)
+    if names not in _loop_lanes:
+        known = _LOOP_INERT_MIDDLEWARE | _LOOP_HEADER_MIDDLEWARE
+        _loop_lanes[names] = (
+            None
+            if any(name not in known for name in names)
+            else [
+                import_string(name)(_never_called)
+                for name in reversed(names)
+                if name in _LOOP_HEADER_MIDDLEWARE
+            ]
+        )
+    return _loop_lanes[names]
+
+
+def _never_called(request: HttpRequest) -> HttpResponseBase:
+    raise AssertionError("the loop lane only runs the middleware's process_response")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSON parser
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def request_stream_on_loop(
+    scope: dict[str, Any], body_file: IO[bytes]
+) -> EventStreamResponse | None:
+    """``RequestListCreateApi.post`` streaming, on the event loop: no thread, no middleware
+    chain, no DRF dispatch, the row's INSERT on the loop's own database connection.
+
+    The common request only: an ``Accept: text/event-stream`` JSON submit whose token this
+    worker already trusts (``api_token_user_known``), with valid input, served by
+    ``request_process_on_loop``. Anything else, including every 400 and 401, returns None
+    before anything is written or sent, and the request takes the middleware and the view
+    in a thread, which answer it as always. The response is the view's: the same events,
+    status and headers (DRF's ``Allow``, the security middleware's).
+    """
+    middleware = _loop_header_middleware()
+    if middleware is None or scope.get("method") != "POST":
+        return None
+    pool = db_async_pool()
+    if pool is None:
+        return None
+    request = ASGIRequest(scope, body_file)
+    if EVENT_STREAM not in request.META.get("HTTP_ACCEPT", ""):
+        return None
+    if request.content_type != "application/json":
+        return None
+    try:
+        if resolve(request.path_info).url_name != "api-requests":
+            return None
+    except Resolver404:
+        return None
+    user = api_token_user_known(request)
+    if user is None:
+        return None
+    # Not request.body: that closes the file, which the thread's way may still need.
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = body_file.read(-1 if limit is None else limit + 1)
+    body_file.seek(0)
+    if limit is not None and len(body) > limit:
+        return None
+    data = _json_object(body)
+    if data is None:
+        return None
+    try:
+        request_input = request_validate(
+            text=data.get("text"),
+            route=data.get("route"),
+            location=data.get("location"),
+            user=user,
+            channel=Channel.API,
+        )
+    except ValidationError:
+        return None
+    processed = await request_process_on_loop(request=request_input, pool=pool)
+    if processed is None:
+        return None
+    log, events = processed
+    response: HttpResponseBase = event_stream_response(request_event_stream_async(events, log))
+    response["Allow"] = _ALLOW
+    for each in middleware:
+        response = each.process_response(request, response)
+    assert isinstance(response, EventStreamResponse)
+    return response
+
+
+def _allow_header() -> str:
+    view = RequestListCreateApi()
+    view.setup(HttpRequest())  # as as_view() does: HEAD comes with GET
+    return ", ".join(view.allowed_methods)
+
+
+_ALLOW = _allow_header()

@@ -28,7 +28,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Field
-from django.db.models.sql.subqueries import UpdateQuery
+from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.utils import timezone
 from psycopg_pool import AsyncConnectionPool
 
@@ -46,7 +46,7 @@ from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
 from routing.models import Route
-from routing.router import AUTO, route_decide
+from routing.router import AUTO, route_decide, routing_ready
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 from routing.services import route_utterance_add
 from routing.strategies import RouteDecision
@@ -269,29 +269,18 @@ class RequestRun:
             config=self.config,
             before_wait=self.before_model_wait,
         )
+        events, call = self._routed(decision)
         route = decision.route
-        self.fields.update(
-            route_id=route.id,
-            routing_source=decision.source,
-            confidence=round(decision.confidence, 4),
-            routing_ms=round(decision.elapsed_ms, 3),
-            upstream_calls=decision.upstream_calls,
-        )
         if route.is_emergency:
             self.logged()  # the alert links to the row
             self.alerts.append(self._alert(AlertKind.EMERGENCY))
-        events: list[PipelineEvent] = [RouteChosen(log=self.log, decision=decision)]
-        if route.is_emergency and route.safety_preamble:
-            events.append(self.delta(route.safety_preamble.strip() + "\n\n", first_text=False))
-        self.call = AssistantCall(
-            text=request.text, location=request.location, route=route, config=self.config
-        )
-        self.fields.update(backend=self.call.backend_name, model=self.call.model)
+            if route.safety_preamble:
+                events.append(self.delta(route.safety_preamble.strip() + "\n\n", first_text=False))
         self.assistant_started = time.perf_counter()
-        self.hit = response_cache_get(call=self.call)
-        if self.hit is None and self.call.calls_upstream:
+        self.hit = response_cache_get(call=call)
+        if self.hit is None and call.calls_upstream:
             if start_answer is not None:
-                start_answer(self.call)
+                start_answer(call)
             self.before_model_wait()
         else:
             self.logged()
@@ -301,6 +290,54 @@ class RequestRun:
             self.completion = self.hit
         self.begun = events
         return events
+
+    def begin_on_loop(
+        self, *, start_answer: Callable[[AssistantCall], None]
+    ) -> list[PipelineEvent] | None:
+        """``begin`` on the event loop, for a request that needs nothing a thread does.
+
+        None, having written and sent nothing, when the request needs a thread after all:
+        the router would wait on the LLM, the route is an emergency (its row and alert come
+        first), the response cache is on (the shared cache's client blocks) or the backend
+        answers at once. Otherwise the model's request is on its way (``start_answer``) and
+        the row is still to be written: ``request_process_on_loop`` does both.
+        """
+        request = self.request
+        try:
+            decision = route_decide(
+                text=request.text,
+                requested=request.route,
+                catalog=request.catalog,
+                config=self.config,
+                before_wait=_would_wait,
+            )
+        except _WouldWait:
+            return None
+        if decision.route.is_emergency:
+            return None
+        events, call = self._routed(decision)
+        if not call.calls_upstream or response_cache_usable(call=call):
+            return None
+        self.assistant_started = time.perf_counter()
+        start_answer(call)
+        self.begun = events
+        return events
+
+    def _routed(self, decision: RouteDecision) -> tuple[list[PipelineEvent], AssistantCall]:
+        """The decision into the row's fields, its event, and the call to its assistant."""
+        request, route = self.request, decision.route
+        self.fields.update(
+            route_id=route.id,
+            routing_source=decision.source,
+            confidence=round(decision.confidence, 4),
+            routing_ms=round(decision.elapsed_ms, 3),
+            upstream_calls=decision.upstream_calls,
+        )
+        self.call = AssistantCall(
+            text=request.text, location=request.location, route=route, config=self.config
+        )
+        self.fields.update(backend=self.call.backend_name, model=self.call.model)
+        return [RouteChosen(log=self.log, decision=decision)], self.call
 
     def delta(self, text: str, *, first_text: bool = True) -> AnswerDelta:
         if first_text:
@@ -464,7 +501,7 @@ def request_process_async(
 
     def start_answer(call: AssistantCall) -> None:
         assert loop is not None
-        started.append(_AnswerStarted(call, loop))
+        started.append(_AnswerStarted.from_thread(call, loop))
 
     try:
         run.begin(start_answer=start_answer if loop is not None else None)
@@ -480,30 +517,86 @@ def request_process_async(
     return _answer_on_loop(run, started[0] if started else None)
 
 
-class _AnswerStarted:
-    """An answer's stream whose first step was started from the request's thread.
+class _WouldWait(Exception):
+    """Routing on the event loop reached a wait on a model: a thread's job."""
 
-    The first event (which sends the model's request, then waits for the first text) runs
-    as a task on the loop; the request's generator takes it from there on the loop.
+
+def _would_wait() -> None:
+    raise _WouldWait
+
+
+async def request_process_on_loop(
+    *, request: RequestInput, pool: AsyncConnectionPool
+) -> tuple[RequestLog, AsyncGenerator[PipelineEvent]] | None:
+    """``request_process_async`` without the request's thread: routing, the model's request,
+    the row's INSERT (on the loop's own connection, while the model's request is on its
+    way) and the answer, all on the event loop.
+
+    For a request whose route the classifier or the person settles and whose answer comes
+    from the model (``RequestRun.begin_on_loop``). Otherwise None, with nothing written
+    and no model called: serve it from a thread (``request_process_async``). The row is
+    committed when this returns, before any event is sent, as on that path.
     """
+    if not routing_ready(requested=request.route, catalog=request.catalog, config=request.config):
+        return None  # the classifier would train first: seconds of the loop
+    log = request_log_new(request=request)
+    run = RequestRun(request=request, log=log)
+    started: list[_AnswerStarted] = []
+    if (
+        run.begin_on_loop(start_answer=lambda call: started.append(_AnswerStarted.on_loop(call)))
+        is None
+    ):
+        return None
+    answer = started[0]
+    try:
+        inserted = await to_the_end(db_async_execute(pool, *_insert_statement(log)))
+    except Exception:
+        logger.warning("request %s: the event loop's INSERT failed", log.pk, exc_info=True)
+        inserted = 0
+    if inserted != 1:
+        await answer.aclose()
+        return None
+    log._state.adding = False
+    log._state.db = DEFAULT_DB_ALIAS
+    return log, _answer_on_loop(run, answer)
 
-    # How long the request's thread waits for the loop to take the call up (see __init__).
+
+class _AnswerStarted:
+    """An answer's stream whose first step (sending the model's request, then waiting for
+    the first text) already runs as a task on the loop; the request's generator takes it
+    from there on the loop. Started from the request's thread (``from_thread``) or on the
+    loop itself (``on_loop``)."""
+
+    # How long the request's thread waits for the loop to take the call up (from_thread).
     HANDOFF_WAIT_S = 0.02
 
-    def __init__(self, call: AssistantCall, loop: asyncio.AbstractEventLoop) -> None:
-        self.events = call.astream()
+    def __init__(
+        self,
+        events: AsyncGenerator[StreamEvent],
+        first: "Future[StreamEvent | None] | asyncio.Future[StreamEvent | None]",
+    ) -> None:
+        self.events = events
+        self.first = first
+
+    @classmethod
+    def from_thread(cls, call: AssistantCall, loop: asyncio.AbstractEventLoop) -> "_AnswerStarted":
+        events = call.astream()
         running = threading.Event()
-        self.first: Future[StreamEvent | None] = asyncio.run_coroutine_threadsafe(
-            _first_event(self.events, running), loop
-        )
+        started = cls(events, asyncio.run_coroutine_threadsafe(_first_event(events, running), loop))
         # The thread's next step (the INSERT) needs the GIL too, and the loop would wait
         # for it until the thread blocks on the database: 0.7 ms measured at 50 clients.
         # Waiting here until the loop runs the task gives the loop the GIL until it has
         # built and sent the model's request; the INSERT, off the critical path, follows.
-        running.wait(self.HANDOFF_WAIT_S)
+        running.wait(cls.HANDOFF_WAIT_S)
+        return started
+
+    @classmethod
+    def on_loop(cls, call: AssistantCall) -> "_AnswerStarted":
+        events = call.astream()
+        return cls(events, asyncio.ensure_future(_first_event(events, None)))
 
     def cancel(self) -> None:
-        """From the thread: the row could not be written, so the answer is not wanted."""
+        """The row could not be written, so the answer is not wanted."""
         self.first.cancel()
 
     async def stream(self) -> AsyncGenerator[StreamEvent]:
@@ -523,9 +616,10 @@ class _AnswerStarted:
 
 
 async def _first_event(
-    events: AsyncIterator[StreamEvent], running: threading.Event
+    events: AsyncIterator[StreamEvent], running: threading.Event | None
 ) -> StreamEvent | None:
-    running.set()
+    if running is not None:
+        running.set()
     return await anext(events, None)
 
 
@@ -634,6 +728,37 @@ def _update_statement(log: RequestLog, fields: dict[str, Any]) -> tuple[str, tup
         *(columns[name].get_db_prep_save(fields[name], connection=db) for name in names),
         columns["id"].get_db_prep_value(log.pk, connection=db),
     )
+
+
+def _insert_compiled(log: RequestLog) -> tuple[str, tuple[Any, ...]]:
+    """``log.save(force_insert=True)``'s SQL and parameters."""
+    query = InsertQuery(RequestLog)
+    query.insert_values(_request_log_insert_fields(), [log])
+    [(sql, params)] = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
+    return sql, tuple(params)
+
+
+_INSERT_SQL: list[str] = []
+
+
+def _insert_statement(log: RequestLog) -> tuple[str, tuple[Any, ...]]:
+    """``_insert_compiled``, its SQL compiled by the ORM once; the parameters prepared as
+    the compiler prepares them (``pre_save``, then ``get_db_prep_save``)."""
+    if not _INSERT_SQL:
+        sql, params = _insert_compiled(log)
+        _INSERT_SQL.append(sql)
+        return sql, params
+    db = connections[DEFAULT_DB_ALIAS]
+    return _INSERT_SQL[0], tuple(
+        f.get_db_prep_save(f.pre_save(log, True), connection=db)
+        for f in _request_log_insert_fields()
+    )
+
+
+@functools.cache
+def _request_log_insert_fields() -> "list[Field[Any, Any]]":
+    # What Model._save_table inserts: the local concrete fields, none generated.
+    return [f for f in RequestLog._meta.local_concrete_fields if not f.generated]
 
 
 @functools.cache

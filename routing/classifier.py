@@ -147,6 +147,10 @@ class LocalRouterModel:
         self.trained_at: float | None = None
         self.train_seconds: float | None = None
 
+    def ready(self, fingerprint: str) -> bool:
+        """Whether ``get`` returns at once: the model is trained for this catalog."""
+        return self._fingerprint == fingerprint
+
     def get(self, fingerprint: str) -> TextClassifier | None:
         model = self._model
         if model is not None and self._fingerprint == fingerprint:

@@ -41,6 +41,11 @@ def _default_decision(catalog: RouteCatalog, config: ConfigSnapshot) -> RouteSna
     return enabled[-1]
 
 
+def routing_ready(*, requested: str, catalog: RouteCatalog, config: ConfigSnapshot) -> bool:
+    """Whether ``route_decide`` can start at once, with nothing to build or train first."""
+    return requested != AUTO or strategy_get(config.routing_strategy).ready(catalog)
+
+
 def route_decide(
     *,
     text: str,

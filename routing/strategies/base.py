@@ -45,6 +45,10 @@ class RoutingStrategy(ABC):
     def warm(self, catalog: RouteCatalog) -> None:  # noqa: B027  (optional hook)
         """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
 
+    def ready(self, catalog: RouteCatalog) -> bool:
+        """Whether ``decide`` runs without a long build first (training a model, say)."""
+        return True
+
     @abstractmethod
     def decide(
         self,

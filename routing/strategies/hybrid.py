@@ -32,6 +32,9 @@ class HybridStrategy(RoutingStrategy):
         emergency_match("warm-up", catalog)
         self.local.warm(catalog)
 
+    def ready(self, catalog: RouteCatalog) -> bool:
+        return self.local.ready(catalog)
+
     def decide(
         self,
         text: str,

@@ -17,6 +17,9 @@ class LocalStrategy(RoutingStrategy):
     def warm(self, catalog: RouteCatalog) -> None:
         local_router_model.get(catalog.fingerprint)
 
+    def ready(self, catalog: RouteCatalog) -> bool:
+        return local_router_model.ready(catalog.fingerprint)
+
     def route_probabilities(self, text: str, catalog: RouteCatalog) -> dict[str, float]:
         """The classifier's probability for each enabled route (empty with no model)."""
         model = local_router_model.get(catalog.fingerprint)

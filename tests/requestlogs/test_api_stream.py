@@ -14,6 +14,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 import requestlogs.services as services
+from clubos.auth import CachedTokenAuthentication
 from config.services import system_config_update
 from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
@@ -228,13 +229,20 @@ def streamed_tech_request(server_url: str, user) -> Iterator[httpx2.Response]:
         yield response
 
 
-@pytest.fixture(params=["wsgi", "asgi"])
+@pytest.fixture(params=["wsgi", "asgi", "asgi-token-known"])
 def server_url(request) -> str:
     """A real server and socket: Django's WSGI live server, or the ASGI application (the
-    event-loop path gunicorn's ``asgi`` worker serves)."""
+    event-loop path gunicorn's ``asgi`` worker serves): a token's first request there
+    takes the middleware and the view in a thread; once the worker knows the token, a
+    streamed submit it can serve on the loop is served there (on PostgreSQL, whose pool the
+    loop writes with), the other requests as before."""
     if request.param == "wsgi":
         return request.getfixturevalue("live_server").url
-    return request.getfixturevalue("asgi_live_server").url
+    url = request.getfixturevalue("asgi_live_server").url
+    if request.param == "asgi-token-known":
+        user = request.getfixturevalue("user")
+        CachedTokenAuthentication().authenticate_credentials(token_header(user).split()[1])
+    return url
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)

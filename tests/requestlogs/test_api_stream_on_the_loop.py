@@ -1,0 +1,202 @@
+"""The streamed submit served entirely on the event loop (``request_stream_on_loop``), and
+every request it leaves to the middleware and the view in a thread, untouched.
+
+PostgreSQL only: the loop writes the row on its own pool (``config.db_async``).
+"""
+
+import asyncio
+import io
+import json
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from clubos.auth import CachedTokenAuthentication
+from clubos.serving import EventStreamResponse
+from config.db_async import db_async_close, db_async_open
+from config.services import system_config_update
+from requestlogs.apis import request_stream_on_loop
+from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.services import _insert_compiled, _insert_statement, request_log_new
+from requestlogs.services import request_validate as validate
+from routing.models import Route
+from routing.router import strategy_get
+from routing.selectors import route_catalog_get
+from routing.services import route_update, route_utterance_add
+from tests.requestlogs.api_factories import token_header
+
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the event loop's pool is PostgreSQL's"
+)
+
+TECH = {"text": "TrackMan frozen in bay 3", "route": "tech"}
+
+
+def scope_for(headers: dict[str, str]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/requests/",
+        "raw_path": b"/api/v1/requests/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("routes")
+def test_the_remembered_insert_is_what_the_orm_compiles():
+    request = validate(text="TrackMan frozen in bay 3", route="tech", user=None)
+    first, second = request_log_new(request=request), request_log_new(request=request)
+    _insert_statement(first)  # compiles and remembers the SQL
+    assert _insert_statement(second) == _insert_compiled(second)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("routes")
+class TestOnTheLoop:
+    @pytest.fixture(autouse=True)
+    def pool(self, server_loop):
+        asyncio.run_coroutine_threadsafe(db_async_open(timeout_s=5), server_loop).result(10)
+        yield
+        asyncio.run_coroutine_threadsafe(db_async_close(), server_loop).result(10)
+
+    @pytest.fixture
+    def known_token(self, user) -> str:
+        """The user's token, as a worker knows it once it has checked it."""
+        header = token_header(user)
+        CachedTokenAuthentication().authenticate_credentials(header.split()[1])
+        return header
+
+    @staticmethod
+    def headers(token: str, **changes: str) -> dict[str, str]:
+        return {
+            "Accept": "text/event-stream",
+            "Content-Type": "application/json",
+            "Authorization": token,
+        } | changes
+
+    @staticmethod
+    def submit(
+        loop: asyncio.AbstractEventLoop, headers: dict[str, str], body: bytes
+    ) -> tuple[EventStreamResponse | None, list[bytes], int]:
+        """The lane's response (None: left to the thread), its frames, and where the
+        body's file stood afterwards (the thread's way reads it from the start)."""
+        body_file = io.BytesIO(body)
+
+        async def run() -> tuple[EventStreamResponse | None, list[bytes]]:
+            response = await request_stream_on_loop(scope_for(headers), body_file)
+            frames = [] if response is None else [bytes(f) async for f in response.stream]
+            return response, frames
+
+        response, frames = asyncio.run_coroutine_threadsafe(run(), loop).result(10)
+        return response, frames, body_file.tell()
+
+    def test_a_known_token_with_valid_input_is_answered_on_the_loop(
+        self, server_loop, known_token, openai_upstream
+    ):
+        openai_upstream.configure(ttft_s=0.05, latency_s=0.2, answer_text="Reboot it.")
+        response, frames, _ = self.submit(
+            server_loop, self.headers(known_token), json.dumps(TECH).encode()
+        )
+        assert response is not None and response.status_code == 201
+        names = [f.split(b"\n", 1)[0] for f in frames]
+        assert names[0] == b"event: route" and names[-1] == b"event: done"
+        done = json.loads(frames[-1].split(b"data: ", 1)[1])
+        assert done["answer"] == "Reboot it." and done["status"] == "ok"
+        row = RequestLog.objects.get(pk=done["id"])
+        assert row.status == RequestStatus.OK and row.answer == "Reboot it."
+        assert row.routing_source == "manual" and row.upstream_calls == 1
+        assert len(openai_upstream.calls) == 1
+        # The view's headers: the stream's own, DRF's and the security middleware's.
+        assert response["Content-Type"] == "text/event-stream"
+        assert response["Cache-Control"] == "no-cache"
+        assert response["Allow"] == "GET, POST, HEAD, OPTIONS"
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["X-Content-Type-Options"] == "nosniff"
+
+    def test_auto_routing_by_the_classifier_is_answered_on_the_loop(
+        self, server_loop, known_token, openai_upstream
+    ):
+        # The router settles it without the LLM (asked, the LLM would get the request, and
+        # the thread with it).
+        system_config_update(llm_routing_enabled=False)
+        body = json.dumps({"text": "the projector in bay 4 is flickering"}).encode()
+        # Not before the classifier is trained for the routes (here, for an example just
+        # added): training would hold the loop for seconds, so the thread's way trains it.
+        route_utterance_add(route=Route.objects.get(slug="tech"), text="bay 4 screen flickers")
+        assert self.submit(server_loop, self.headers(known_token), body)[0] is None
+        assert not RequestLog.objects.exists()
+        strategy_get("hybrid").warm(route_catalog_get())  # as a worker does at start-up
+        response, frames, _ = self.submit(server_loop, self.headers(known_token), body)
+        assert response is not None
+        route = json.loads(frames[0].split(b"data: ", 1)[1])
+        assert route["routing"]["source"] != "manual"
+        assert [c.path for c in openai_upstream.calls] == ["/v1/responses"]
+
+    @pytest.mark.parametrize(
+        ("case", "headers", "body"),
+        [
+            ("no known token", {"Authorization": "Token not-a-key"}, TECH),
+            ("a session, no token", {"Authorization": ""}, TECH),
+            ("JSON asked for", {"Accept": "application/json"}, TECH),
+            ("a form, not JSON", {"Content-Type": "application/x-www-form-urlencoded"}, TECH),
+            ("empty text", {}, {"text": "  ", "route": "tech"}),
+            ("text not text", {}, {"text": 42}),
+            ("unknown route", {}, {"text": "hello", "route": "golf-pro"}),
+            ("not an object", {}, ["TrackMan frozen"]),
+            ("an emergency", {}, {"text": "Smoke is coming out of bay 2's projector"}),
+        ],
+    )
+    def test_anything_else_is_left_to_the_thread_untouched(
+        self, server_loop, known_token, openai_upstream, case, headers, body
+    ):
+        headers = {k: v for k, v in self.headers(known_token, **headers).items() if v}
+        response, _, position = self.submit(server_loop, headers, json.dumps(body).encode())
+        assert response is None, case
+        assert position == 0
+        assert not RequestLog.objects.exists()
+        assert openai_upstream.calls == []
+
+    def test_a_router_that_would_ask_the_llm_leaves_it_to_the_thread(
+        self, server_loop, known_token, openai_upstream
+    ):
+        system_config_update(routing_strategy="llm")
+        response, _, _ = self.submit(
+            server_loop, self.headers(known_token), json.dumps({"text": "hello"}).encode()
+        )
+        assert response is None
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+    def test_the_response_cache_or_an_offline_route_leaves_it_to_the_thread(
+        self, server_loop, known_token, openai_upstream
+    ):
+        system_config_update(response_cache_enabled=True)
+        assert (
+            self.submit(server_loop, self.headers(known_token), json.dumps(TECH).encode())[0]
+            is None
+        )
+        system_config_update(response_cache_enabled=False)
+        route_update(route=Route.objects.get(slug="tech"), backend="offline")
+        assert (
+            self.submit(server_loop, self.headers(known_token), json.dumps(TECH).encode())[0]
+            is None
+        )
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+    def test_switched_off_every_request_takes_the_thread(
+        self, server_loop, known_token, openai_upstream, settings
+    ):
+        settings.API_STREAM_ON_LOOP = False
+        response, _, _ = self.submit(
+            server_loop, self.headers(known_token), json.dumps(TECH).encode()
+        )
+        assert response is None and openai_upstream.calls == []
