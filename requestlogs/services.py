@@ -291,16 +291,17 @@ class RequestRun:
         self.begun = events
         return events
 
-    def begin_on_loop(
+    async def begin_on_loop(
         self, *, start_answer: Callable[[AssistantCall], None]
     ) -> list[PipelineEvent] | None:
-        """``begin`` on the event loop, for a request that needs nothing a thread does.
+        """``begin`` on the event loop, for a request that needs no thread to route.
 
         None, having written and sent nothing, when the request needs a thread after all:
         the router would wait on the LLM, the route is an emergency (its row and alert come
-        first), the response cache is on (the shared cache's client blocks) or the backend
-        answers at once. Otherwise the model's request is on its way (``start_answer``) and
-        the row is still to be written: ``request_process_on_loop`` does both.
+        first) or the backend answers at once. Otherwise the answer is in the response
+        cache (``hit``; the shared cache's client blocks, so it is read from a thread) or
+        the model's request is on its way (``start_answer``), and the row is still to be
+        written: ``request_process_on_loop`` does that.
         """
         request = self.request
         try:
@@ -316,10 +317,17 @@ class RequestRun:
         if decision.route.is_emergency:
             return None
         events, call = self._routed(decision)
-        if not call.calls_upstream or response_cache_usable(call=call):
+        if not call.calls_upstream:
             return None
         self.assistant_started = time.perf_counter()
-        start_answer(call)
+        if response_cache_usable(call=call):
+            self.hit = await sync_to_async(response_cache_get, thread_sensitive=False)(call=call)
+        if self.hit is not None:
+            self.fields["cached"] = True
+            events.append(self.delta(self.hit.text))
+            self.completion = self.hit
+        else:
+            start_answer(call)
         self.begun = events
         return events
 
@@ -530,10 +538,10 @@ async def request_process_on_loop(
 ) -> tuple[RequestLog, AsyncGenerator[PipelineEvent]] | None:
     """``request_process_async`` without the request's thread: routing, the model's request,
     the row's INSERT (on the loop's own connection, while the model's request is on its
-    way) and the answer, all on the event loop.
+    way) and the answer, all on the event loop; a cached answer's row is finished here.
 
     For a request whose route the classifier or the person settles and whose answer comes
-    from the model (``RequestRun.begin_on_loop``). Otherwise None, with nothing written
+    from the model or the response cache (``RequestRun.begin_on_loop``). Otherwise None, with nothing written
     and no model called: serve it from a thread (``request_process_async``). The row is
     committed when this returns, before any event is sent, as on that path.
     """
@@ -542,23 +550,26 @@ async def request_process_on_loop(
     log = request_log_new(request=request)
     run = RequestRun(request=request, log=log)
     started: list[_AnswerStarted] = []
-    if (
-        run.begin_on_loop(start_answer=lambda call: started.append(_AnswerStarted.on_loop(call)))
-        is None
-    ):
+    begun = await run.begin_on_loop(
+        start_answer=lambda call: started.append(_AnswerStarted.on_loop(call))
+    )
+    if begun is None:
         return None
-    answer = started[0]
     try:
         inserted = await to_the_end(db_async_execute(pool, *_insert_statement(log)))
     except Exception:
         logger.warning("request %s: the event loop's INSERT failed", log.pk, exc_info=True)
         inserted = 0
     if inserted != 1:
-        await answer.aclose()
+        for answer in started:
+            await answer.aclose()
         return None
     log._state.adding = False
     log._state.db = DEFAULT_DB_ALIAS
-    return log, _answer_on_loop(run, answer)
+    if run.hit is not None:
+        # A cached answer is complete already: the row is finished before any event.
+        return log, _replay([*begun, await run.finish_async(pool)])
+    return log, _answer_on_loop(run, started[0])
 
 
 class _AnswerStarted:

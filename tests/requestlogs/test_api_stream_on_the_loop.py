@@ -176,21 +176,32 @@ class TestOnTheLoop:
         assert response is None
         assert not RequestLog.objects.exists() and openai_upstream.calls == []
 
-    def test_the_response_cache_or_an_offline_route_leaves_it_to_the_thread(
+    def test_an_offline_route_leaves_it_to_the_thread(
+        self, server_loop, known_token, openai_upstream
+    ):
+        route_update(route=Route.objects.get(slug="tech"), backend="offline")
+        response, _, _ = self.submit(
+            server_loop, self.headers(known_token), json.dumps(TECH).encode()
+        )
+        assert response is None
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+    def test_with_the_response_cache_on_a_repeat_is_answered_from_it_on_the_loop(
         self, server_loop, known_token, openai_upstream
     ):
         system_config_update(response_cache_enabled=True)
-        assert (
-            self.submit(server_loop, self.headers(known_token), json.dumps(TECH).encode())[0]
-            is None
-        )
-        system_config_update(response_cache_enabled=False)
-        route_update(route=Route.objects.get(slug="tech"), backend="offline")
-        assert (
-            self.submit(server_loop, self.headers(known_token), json.dumps(TECH).encode())[0]
-            is None
-        )
-        assert not RequestLog.objects.exists() and openai_upstream.calls == []
+        openai_upstream.configure(ttft_s=0.05, latency_s=0.2, answer_text="Reboot it.")
+        body = json.dumps(TECH).encode()
+        first, _, _ = self.submit(server_loop, self.headers(known_token), body)
+        repeat, frames, _ = self.submit(server_loop, self.headers(known_token), body)
+        assert first is not None and repeat is not None
+        assert len(openai_upstream.calls) == 1
+        names = [f.split(b"\n", 1)[0] for f in frames]
+        assert names == [b"event: route", b"event: delta", b"event: done"]
+        done = json.loads(frames[-1].split(b"data: ", 1)[1])
+        assert done["cached"] is True and done["answer"] == "Reboot it."
+        row = RequestLog.objects.get(pk=done["id"])
+        assert row.status == RequestStatus.CACHED and row.upstream_calls == 0
 
     def test_switched_off_every_request_takes_the_thread(
         self, server_loop, known_token, openai_upstream, settings
