@@ -604,7 +604,12 @@ class _AnswerStarted:
     @classmethod
     def on_loop(cls, call: AssistantCall) -> "_AnswerStarted":
         events = call.astream()
-        return cls(events, asyncio.ensure_future(_first_event(events, None)))
+        # Started eagerly: the model's request is written to its socket now, before the
+        # caller goes on (to the row's INSERT), not after a turn of the loop.
+        first = asyncio.Task(
+            _first_event(events, None), loop=asyncio.get_running_loop(), eager_start=True
+        )
+        return cls(events, first)
 
     def cancel(self) -> None:
         """The row could not be written, so the answer is not wanted."""
