@@ -68,6 +68,14 @@ class SharedSnapshot[T]:
             return held.value
         return self._refresh(stamp, now)
 
+    def peek(self) -> T | None:
+        """This process's copy if it was checked within ``LOCAL_FRESH_S``, else None: a
+        read that never waits on the cache or the database (the event loop's)."""
+        held = self._held
+        if held is not None and time.monotonic() - held.checked < LOCAL_FRESH_S:
+            return held.value
+        return None
+
     def _refresh(self, stamp: object, now: float) -> T:
         # One thread per process rebuilds; the others wait for its result.
         with self._lock:

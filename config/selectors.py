@@ -59,6 +59,11 @@ system_config_snapshot: SharedSnapshot[ConfigSnapshot] = SharedSnapshot(
 )
 
 
+def system_config_peek() -> ConfigSnapshot | None:
+    """``system_config_get`` without any wait: None when this process's copy is due a check."""
+    return system_config_snapshot.peek()
+
+
 def system_config_get() -> ConfigSnapshot:
     """The current system configuration: this process's copy (checked against the shared
     cache at most once a second, see ``config.caching``), else the database."""

@@ -43,6 +43,7 @@ from rest_framework.views import APIView
 from clubos.auth import api_token_user_known
 from clubos.serving import EventStreamResponse, LastPart, request_event_loop
 from config.db_async import db_async_pool
+from config.selectors import system_config_peek
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
 from requestlogs.selectors import request_log_payload, request_logs_visible_to
 from requestlogs.services import (
@@ -61,7 +62,7 @@ from requestlogs.services import (
     request_validate,
 )
 from requestlogs.stats import timing_stats
-from routing.selectors import route_catalog_get
+from routing.selectors import route_catalog_get, route_catalog_peek
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def _route_event_data(event: RouteChosen) -> dict[str, Any]:
 
 
 def _done_frame(event: RequestDone) -> bytes:
-    payload = request_log_payload(event.log)
+    # The request's own catalog: on the event loop, no cache read that could wait.
+    payload = request_log_payload(event.log, catalog=event.catalog)
     if not event.failed:
         return sse_frame("done", payload)
     message = FAILURE_MESSAGES.get(event.log.status, FAILURE_MESSAGES[RequestStatus.ERROR])
@@ -732,6 +734,11 @@ async def request_stream_on_loop(
     user = api_token_user_known(request)
     if user is None:
         return None
+    # This process's copies only: refreshing them may wait on the cache or the database,
+    # which a request in a thread does (one a second, at most, per process).
+    config, catalog = system_config_peek(), route_catalog_peek()
+    if config is None or catalog is None:
+        return None
     # Not request.body: that closes the file, which the thread's way may still need.
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     body = body_file.read(-1 if limit is None else limit + 1)
@@ -748,6 +755,8 @@ async def request_stream_on_loop(
             location=data.get("location"),
             user=user,
             channel=Channel.API,
+            config=config,
+            catalog=catalog,
         )
     except ValidationError:
         return None

@@ -79,6 +79,8 @@ class RequestDone:
 
     log: RequestLog
     failed: bool = False
+    catalog: RouteCatalog | None = None
+    """The routes the request was served with (names its route without a cache read)."""
 
 
 PipelineEvent = RouteChosen | AnswerDelta | RequestDone
@@ -107,8 +109,13 @@ def request_validate(
     user: User | AnonymousUser | None,
     channel: str = Channel.API,
     started: float | None = None,
+    config: ConfigSnapshot | None = None,
+    catalog: RouteCatalog | None = None,
 ) -> RequestInput:
-    """Check a request before anything is written; raises ValidationError with a message per field."""
+    """Check a request before anything is written; raises ValidationError with a message per field.
+
+    ``config`` and ``catalog``, when the caller has them, are used instead of the selectors'.
+    """
     started = time.perf_counter() if started is None else started
     errors: dict[str, list[str]] = {}
     clean_text = text.strip() if isinstance(text, str) else None
@@ -119,8 +126,8 @@ def request_validate(
     elif len(clean_text) > TEXT_MAX_CHARS:
         errors["text"] = [f"Keep it under {TEXT_MAX_CHARS} characters (this is {len(clean_text)})."]
 
-    config = system_config_get()
-    catalog = route_catalog_get()
+    config = system_config_get() if config is None else config
+    catalog = route_catalog_get() if catalog is None else catalog
     clean_route = (route if isinstance(route, str) else "").strip().lower() or AUTO
     if route is not None and not isinstance(route, str):
         errors["route"] = ["Route must be 'auto' or a route's slug."]
@@ -429,7 +436,11 @@ class RequestRun:
         response_cache_put(call=self.call, completion=self.completion)
 
     def done(self) -> RequestDone:
-        return RequestDone(log=self.log, failed=self.fields["status"] not in _ANSWERED)
+        return RequestDone(
+            log=self.log,
+            failed=self.fields["status"] not in _ANSWERED,
+            catalog=self.request.catalog,
+        )
 
     def abandon(self) -> None:
         """The client went away before the end: keep what it was sent."""

@@ -113,6 +113,11 @@ route_catalog_snapshot: SharedSnapshot[RouteCatalog] = SharedSnapshot(
 )
 
 
+def route_catalog_peek() -> RouteCatalog | None:
+    """``route_catalog_get`` without any wait: None when this process's copy is due a check."""
+    return route_catalog_snapshot.peek()
+
+
 def route_catalog_get() -> RouteCatalog:
     """The routes as the request path sees them: this process's copy (checked against the
     shared cache at most once a second, see ``config.caching``), else the database."""

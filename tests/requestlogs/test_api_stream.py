@@ -15,10 +15,12 @@ from rest_framework.test import APIClient
 
 import requestlogs.services as services
 from clubos.auth import CachedTokenAuthentication
+from config.selectors import system_config_get
 from config.services import system_config_update
 from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
 from routing.models import Route
+from routing.selectors import route_catalog_get
 from routing.services import route_update
 from tests.requestlogs.api_factories import REQUEST_KEYS, token_header
 
@@ -233,15 +235,18 @@ def streamed_tech_request(server_url: str, user) -> Iterator[httpx2.Response]:
 def server_url(request) -> str:
     """A real server and socket: Django's WSGI live server, or the ASGI application (the
     event-loop path gunicorn's ``asgi`` worker serves): a token's first request there
-    takes the middleware and the view in a thread; once the worker knows the token, a
-    streamed submit it can serve on the loop is served there (on PostgreSQL, whose pool the
-    loop writes with), the other requests as before."""
+    takes the middleware and the view in a thread; once the worker knows the token (and
+    has fresh copies of the config and routes), a streamed submit it can serve on the loop
+    is served there (on PostgreSQL, whose pool the loop writes with), the rest as before."""
     if request.param == "wsgi":
         return request.getfixturevalue("live_server").url
     url = request.getfixturevalue("asgi_live_server").url
     if request.param == "asgi-token-known":
         user = request.getfixturevalue("user")
         CachedTokenAuthentication().authenticate_credentials(token_header(user).split()[1])
+        # and holds copies of the config and the routes checked within the second
+        system_config_get()
+        route_catalog_get()
     return url
 
 

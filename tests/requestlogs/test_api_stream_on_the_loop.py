@@ -14,7 +14,9 @@ from django.db import connection
 
 from clubos.auth import CachedTokenAuthentication
 from clubos.serving import EventStreamResponse
+from config.caching import SharedSnapshot
 from config.db_async import db_async_close, db_async_open
+from config.selectors import system_config_get
 from config.services import system_config_update
 from requestlogs.apis import request_stream_on_loop
 from requestlogs.models import RequestLog, RequestStatus
@@ -91,6 +93,9 @@ class TestOnTheLoop:
         """The lane's response (None: left to the thread), its frames, and where the
         body's file stood afterwards (the thread's way reads it from the start)."""
         body_file = io.BytesIO(body)
+        # A serving worker's copies of the config and routes, checked within the second.
+        system_config_get()
+        route_catalog_get()
 
         async def run() -> tuple[EventStreamResponse | None, list[bytes]]:
             response = await request_stream_on_loop(scope_for(headers), body_file)
@@ -202,6 +207,19 @@ class TestOnTheLoop:
         assert done["cached"] is True and done["answer"] == "Reboot it."
         row = RequestLog.objects.get(pk=done["id"])
         assert row.status == RequestStatus.CACHED and row.upstream_calls == 0
+
+    def test_copies_of_the_config_due_a_check_leave_it_to_the_thread(
+        self, server_loop, known_token, openai_upstream
+    ):
+        # Checking them may wait on the cache (or, with the cache down, the database).
+        body_file = io.BytesIO(json.dumps(TECH).encode())
+        SharedSnapshot.forget_all()
+
+        async def run() -> EventStreamResponse | None:
+            return await request_stream_on_loop(scope_for(self.headers(known_token)), body_file)
+
+        assert asyncio.run_coroutine_threadsafe(run(), server_loop).result(10) is None
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
 
     def test_switched_off_every_request_takes_the_thread(
         self, server_loop, known_token, openai_upstream, settings
