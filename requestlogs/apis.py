@@ -15,7 +15,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
+from django.core.signals import setting_changed
 from django.db.models import QuerySet
+from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve
@@ -34,13 +36,13 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clubos.auth import api_token_user_known
+from clubos.auth import CachedTokenAuthentication, api_token_user_known
 from clubos.serving import EventStreamResponse, LastPart, request_event_loop
 from config.db_async import db_async_pool
 from config.selectors import system_config_peek
@@ -676,7 +678,7 @@ def _loop_header_middleware() -> list[Any] | None:
         known = _LOOP_INERT_MIDDLEWARE | _LOOP_HEADER_MIDDLEWARE
         _loop_lanes[names] = (
             None
-            if any(name not in known for name in names)
+            if any(name not in known for name in names) or not _loop_policies_match()
             else [
                 import_string(name)(_never_called)
                 for name in reversed(names)
@@ -684,6 +686,23 @@ def _loop_header_middleware() -> list[Any] | None:
             ]
         )
     return _loop_lanes[names]
+
+
+@receiver(setting_changed)
+def _loop_lanes_forget(*, setting: str, **kwargs: object) -> None:
+    if setting == "MIDDLEWARE":
+        _loop_lanes.clear()
+
+
+def _loop_policies_match() -> bool:
+    """Whether the view's DRF policies (fixed when its class is made) are the ones the lane
+    applies: a token (a session it leaves to the view), authenticated users, no throttling."""
+    view = RequestListCreateApi()
+    return (
+        any(isinstance(a, CachedTokenAuthentication) for a in view.get_authenticators())
+        and list(view.permission_classes) == [IsAuthenticated]
+        and not view.get_throttles()
+    )
 
 
 def _never_called(request: HttpRequest) -> HttpResponseBase:

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from clubos.auth import CachedTokenAuthentication
@@ -33,6 +34,7 @@ on_postgresql = pytest.mark.skipif(
 )
 
 TECH = {"text": "TrackMan frozen in bay 3", "route": "tech"}
+MIDDLEWARE = list(django_settings.MIDDLEWARE)
 
 
 def scope_for(headers: dict[str, str]) -> dict[str, Any]:
@@ -220,6 +222,15 @@ class TestOnTheLoop:
 
         assert asyncio.run_coroutine_threadsafe(run(), server_loop).result(10) is None
         assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+    def test_middleware_it_does_not_know_sends_every_request_the_views_way(
+        self, server_loop, known_token, openai_upstream, settings
+    ):
+        settings.MIDDLEWARE = [*MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
+        response, _, _ = self.submit(
+            server_loop, self.headers(known_token), json.dumps(TECH).encode()
+        )
+        assert response is None and openai_upstream.calls == []
 
     def test_switched_off_every_request_takes_the_thread(
         self, server_loop, known_token, openai_upstream, settings
