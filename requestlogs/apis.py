@@ -753,8 +753,8 @@ async def request_stream_on_loop(
     user = api_token_user_known(request)
     if user is None:
         return None
-    # This process's copies only: refreshing them may wait on the cache or the database,
-    # which a request in a thread does (one a second, at most, per process).
+    # This process's copies only (``peek``): reading them afresh may wait on the cache or
+    # the database, which a thread does.
     config, catalog = system_config_peek(), route_catalog_peek()
     if config is None or catalog is None:
         return None

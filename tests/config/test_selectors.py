@@ -1,6 +1,7 @@
 """The config selector: cached, invalidated on save, and never the reason a request fails."""
 
 import socket
+import time
 
 import pytest
 from django.core.cache import caches
@@ -108,3 +109,34 @@ def test_redis_down_a_request_still_succeeds(redis_down):
 
     log = request_submit(text="TrackMan frozen in bay 3", route="auto", location="", user=None)
     assert log.status == RequestStatus.OK
+
+
+@pytest.mark.django_db(transaction=True)  # the background check reads from its own thread
+def test_a_read_that_must_not_wait_gets_the_copy_due_its_check_and_the_edit_soon_after(
+    monkeypatch,
+):
+    from config import caching
+    from config.models import SystemConfig
+    from config.selectors import CONFIG_CACHE_KEY, _config_build, system_config_peek
+
+    assert system_config_peek() is None  # no copy yet: the caller must read the slow way
+    assert system_config_get().assistant_timeout_s == 15.0
+    other = caching.SharedSnapshot(CONFIG_CACHE_KEY, 60, _config_build, ConfigSnapshot)
+    SystemConfig.objects.update(assistant_timeout_s=8.0)
+    other.invalidate()  # another worker's edit
+    peeked = system_config_peek()
+    assert peeked is not None and peeked.assistant_timeout_s == 15.0  # fresh: no check
+
+    monkeypatch.setattr(caching, "LOCAL_FRESH_S", 0.0)
+    peeked = system_config_peek()  # due its check: still the copy, the check in a thread
+    assert peeked is not None and peeked.assistant_timeout_s == 15.0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        peeked = system_config_peek()
+        if peeked is not None and peeked.assistant_timeout_s == 8.0:
+            break
+        time.sleep(0.01)
+    assert peeked is not None and peeked.assistant_timeout_s == 8.0
+
+    monkeypatch.setattr(caching, "PEEK_GRACE_S", 0.0)
+    assert system_config_peek() is None  # too old to serve without a check

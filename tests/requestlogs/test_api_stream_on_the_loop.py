@@ -210,10 +210,10 @@ class TestOnTheLoop:
         row = RequestLog.objects.get(pk=done["id"])
         assert row.status == RequestStatus.CACHED and row.upstream_calls == 0
 
-    def test_copies_of_the_config_due_a_check_leave_it_to_the_thread(
+    def test_without_copies_of_the_config_and_routes_it_is_left_to_the_thread(
         self, server_loop, known_token, openai_upstream
     ):
-        # Checking them may wait on the cache (or, with the cache down, the database).
+        # Reading them may wait on the cache (or, with the cache down, the database).
         body_file = io.BytesIO(json.dumps(TECH).encode())
         SharedSnapshot.forget_all()
 
