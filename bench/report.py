@@ -147,6 +147,12 @@ def render_header(report: dict[str, Any]) -> list[str]:
                 + ", ".join(f"{k} {fmt(v)}" for k, v in idle.items())
                 + f"; machine busy before the bench: {100 * m.get('busy_before_start', 0):.0f}%"
             )
+    probe = m.get("speed_probe_ns") or {}
+    if probe:
+        lines.append(
+            "speed probe (sum(range(100)), best of 5; lower is faster, figures scale with it): "
+            + ", ".join(f"{fmt(v)} ns at the {k}" for k, v in probe.items())
+        )
     return lines
 
 

@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import time
+import timeit
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
@@ -767,6 +768,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def speed_probe_ns() -> float:
+    """How fast this machine runs Python right now: ``sum(range(100))``, best of 5 rounds.
+
+    A shared virtual machine's speed drifts with its neighbours' load (the same machine
+    has measured 555 and 830 ns within an hour); every figure of a run scales with it.
+    """
+    rounds = timeit.repeat("sum(range(100))", number=100_000, repeat=5)
+    return min(rounds) / 100_000 * 1e9
+
+
 def machine_busy_now(seconds: float = 2.0) -> float:
     """Share of all CPUs busy over a short sample, before anything of the bench runs."""
     busy0, total0 = machine_ticks()
@@ -856,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
 
     procs = Processes(ROOT)
     report: dict[str, Any] = {"profile": profile.name, "machine": machine_info()}
+    report["machine"]["speed_probe_ns"] = {"start": speed_probe_ns()}
     deadline = time.monotonic() + args.wait_quiet
     while (busy := machine_busy_now()) > QUIET_BUSY and time.monotonic() < deadline:
         log(f"the machine is {100 * busy:.0f}% busy (other processes): waiting for it to calm down")
@@ -889,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         for leftover in TMP_DIR.glob("*.spec.json"):
             leftover.unlink(missing_ok=True)
 
+    report["machine"]["speed_probe_ns"]["end"] = speed_probe_ns()
     report["verdicts"] = rep.verdicts_of(report)
     report["duration_s"] = round(time.monotonic() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

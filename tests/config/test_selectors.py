@@ -111,7 +111,7 @@ def test_redis_down_a_request_still_succeeds(redis_down):
     assert log.status == RequestStatus.OK
 
 
-@pytest.mark.django_db(transaction=True)  # the background check reads from its own thread
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # read from another thread
 def test_a_read_that_must_not_wait_gets_the_copy_due_its_check_and_the_edit_soon_after(
     monkeypatch,
 ):
