@@ -4,6 +4,7 @@ Views are thin: serializers check the shape of the input, ``requestlogs.services
 every write and ``request_log_payload`` is the one definition of the public request object.
 """
 
+import functools
 import json
 import logging
 import uuid
@@ -20,7 +21,7 @@ from django.db.models import QuerySet
 from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from django.urls import Resolver404, resolve
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.module_loading import import_string
@@ -740,17 +741,20 @@ async def request_stream_on_loop(
     pool = db_async_pool()
     if pool is None:
         return None
-    request = ASGIRequest(scope, body_file)
-    if EVENT_STREAM not in request.META.get("HTTP_ACCEPT", ""):
+    # From the scope itself: Django's request object is made once the model's request is
+    # on its way, for the middleware's headers.
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers", ()):
+        headers[name] = headers[name] + b"," + value if name in headers else value
+    if EVENT_STREAM.encode() not in headers.get(b"accept", b""):
         return None
-    if request.content_type != "application/json":
+    media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    if media_type != b"application/json":
         return None
-    try:
-        if resolve(request.path_info).url_name != "api-requests":
-            return None
-    except Resolver404:
+    path, script = scope.get("path", ""), scope.get("root_path", "")
+    if (path.removeprefix(script) if script else path) != _requests_path_info():
         return None
-    user = api_token_user_known(request)
+    user = api_token_user_known(headers.get(b"authorization", b""))
     if user is None:
         return None
     # This process's copies only (``peek``): reading them afresh may wait on the cache or
@@ -783,12 +787,19 @@ async def request_stream_on_loop(
     if processed is None:
         return None
     log, events = processed
+    request = ASGIRequest(scope, body_file)
     response: HttpResponseBase = event_stream_response(request_event_stream_async(events, log))
     response["Allow"] = _ALLOW
     for each in middleware:
         response = each.process_response(request, response)
     assert isinstance(response, EventStreamResponse)
     return response
+
+
+@functools.cache
+def _requests_path_info() -> str:
+    """The submit's path, without the script prefix (as a request's ``path_info``)."""
+    return "/" + reverse("api-requests")[len(get_script_prefix()) :]
 
 
 def _allow_header() -> str:

@@ -37,15 +37,15 @@ TECH = {"text": "TrackMan frozen in bay 3", "route": "tech"}
 MIDDLEWARE = list(django_settings.MIDDLEWARE)
 
 
-def scope_for(headers: dict[str, str]) -> dict[str, Any]:
+def scope_for(headers: dict[str, str], path: str = "/api/v1/requests/") -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/api/v1/requests/",
-        "raw_path": b"/api/v1/requests/",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
@@ -231,6 +231,17 @@ class TestOnTheLoop:
             server_loop, self.headers(known_token), json.dumps(TECH).encode()
         )
         assert response is None and openai_upstream.calls == []
+
+    def test_another_path_is_left_to_the_view(self, server_loop, known_token, openai_upstream):
+        scope = scope_for(self.headers(known_token), path="/api/v1/requests/x/escalate/")
+
+        async def run() -> EventStreamResponse | None:
+            return await request_stream_on_loop(scope, io.BytesIO(json.dumps(TECH).encode()))
+
+        system_config_get()
+        route_catalog_get()
+        assert asyncio.run_coroutine_threadsafe(run(), server_loop).result(10) is None
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
 
     def test_switched_off_every_request_takes_the_thread(
         self, server_loop, known_token, openai_upstream, settings
