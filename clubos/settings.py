@@ -118,7 +118,8 @@ else:
     }
 
 # PostgreSQL only: each ASGI worker's event loop has a pool of its own for the request log's
-# final write, so a streamed request does not end with a trip to a thread
+# final write (and a request served on the loop, its INSERT), so a streamed request does not
+# end with a trip to a thread
 # (config/db_async.py). It grows from one connection as needed: with 4, the final writes
 # of 500 streams ending together queued for ~0.6 s; 10 and more measured alike
 # (bench/README.md). 0 switches it off.
