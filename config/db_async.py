@@ -31,6 +31,7 @@ _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPoo
 # A full pool means PostgreSQL is already the bottleneck; waiting longer than the sync
 # pool does would only hide it.
 POOL_TIMEOUT_S = 10.0
+POOL_MIN = 4
 
 
 def db_async_supported() -> bool:
@@ -60,7 +61,9 @@ async def db_async_open(*, timeout_s: float) -> None:
     params["prepare_threshold"] = 0 if settings.DATABASE_ASYNC_PREPARE else None
     pool = AsyncConnectionPool(
         kwargs=params,
-        min_size=1,
+        # Opened at start-up rather than by the first burst of requests, each of which
+        # would wait for a new connection (tens of ms) while the pool grows.
+        min_size=min(POOL_MIN, settings.DATABASE_ASYNC_POOL_MAX),
         max_size=settings.DATABASE_ASYNC_POOL_MAX,
         timeout=POOL_TIMEOUT_S,
         name="clubos-event-loop",
