@@ -101,10 +101,11 @@ class SharedSnapshot[T]:
         return None
 
     def _check_in_background(self) -> None:
-        with self._lock:
-            if self._checking:
-                return
-            self._checking = True
+        # No lock: the caller is an event loop, and ``_refresh`` holds the lock while it
+        # waits on the cache. Two callers racing here only make one check more.
+        if self._checking:
+            return
+        self._checking = True
         _background_checks().submit(self._background_check)
 
     def _background_check(self) -> None:
