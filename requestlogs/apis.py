@@ -16,9 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
-from django.core.signals import setting_changed
 from django.db.models import QuerySet
-from django.dispatch import receiver
 from django.http import HttpRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import get_script_prefix, reverse
@@ -687,12 +685,6 @@ def _loop_header_middleware() -> list[Any] | None:
             ]
         )
     return _loop_lanes[names]
-
-
-@receiver(setting_changed)
-def _loop_lanes_forget(*, setting: str, **kwargs: object) -> None:
-    if setting == "MIDDLEWARE":
-        _loop_lanes.clear()
 
 
 def _loop_policies_match() -> bool:

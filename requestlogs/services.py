@@ -292,9 +292,7 @@ class RequestRun:
         else:
             self.logged()
         if self.hit is not None:
-            self.fields["cached"] = True
-            events.append(self.delta(self.hit.text))
-            self.completion = self.hit
+            events.append(self.from_cache(self.hit))
         self.begun = events
         return events
 
@@ -330,9 +328,7 @@ class RequestRun:
         if response_cache_usable(call=call):
             self.hit = await sync_to_async(response_cache_get, thread_sensitive=False)(call=call)
         if self.hit is not None:
-            self.fields["cached"] = True
-            events.append(self.delta(self.hit.text))
-            self.completion = self.hit
+            events.append(self.from_cache(self.hit))
         else:
             start_answer(call)
         self.begun = events
@@ -353,6 +349,12 @@ class RequestRun:
         )
         self.fields.update(backend=self.call.backend_name, model=self.call.model)
         return [RouteChosen(log=self.log, decision=decision)], self.call
+
+    def from_cache(self, hit: Completion) -> AnswerDelta:
+        """A cached answer stands for the model's: its whole text in one delta."""
+        self.fields["cached"] = True
+        self.completion = hit
+        return self.delta(hit.text)
 
     def delta(self, text: str, *, first_text: bool = True) -> AnswerDelta:
         if first_text:
@@ -552,9 +554,10 @@ async def request_process_on_loop(
     way) and the answer, all on the event loop; a cached answer's row is finished here.
 
     For a request whose route the classifier or the person settles and whose answer comes
-    from the model or the response cache (``RequestRun.begin_on_loop``). Otherwise None, with nothing written
-    and no model called: serve it from a thread (``request_process_async``). The row is
-    committed when this returns, before any event is sent, as on that path.
+    from the model or the response cache (``RequestRun.begin_on_loop``). Otherwise None,
+    with nothing written and no model called: serve it from a thread
+    (``request_process_async``). The row is committed when this returns, before any event
+    is sent, as on that path.
     """
     if not routing_ready(requested=request.route, catalog=request.catalog, config=request.config):
         return None  # the classifier would train first: seconds of the loop
