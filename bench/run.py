@@ -41,7 +41,7 @@ import timeit
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -630,10 +630,18 @@ def scenario_old_vs_new(stack: Stack, profile: Profile) -> dict[str, Any]:
 
 
 def scenario_overhead(stack: Stack, profile: Profile) -> list[dict[str, Any]]:
-    levels = []
+    levels: list[dict[str, Any]] = []
+    tags: set[str] = set()
     for c, count, arrival in profile.levels:
         warm = max(profile.warm_min, c)
         tag = f"c{c}" + ("b" if arrival == BURST and c > 1 else "")
+        # A level given twice (--levels) is a second round: its rows need a prefix of their own.
+        tag = (
+            next(f"{tag}r{n}" for n in range(1, 100) if f"{tag}r{n}" not in tags)
+            if tag in tags
+            else tag
+        )
+        tags.add(tag)
         log(
             f"2. overhead at {c} concurrent, {arrival} arrivals: {warm} warm-up requests, then "
             f"{count} measured (SSE)"
@@ -819,6 +827,23 @@ def run_all(stack: Stack, profile: Profile, only: set[str], report: dict[str, An
     report["stack"]["idle_cpu_ms_per_s"] = {k: 1000 * v for k, v in stack.idle_rates().items()}
 
 
+def _levels_arg(text: str) -> tuple[tuple[int, int, str], ...]:
+    """``50:250:steady,500:1000:burst`` -> ((50, 250, "steady"), (500, 1000, "burst"))."""
+    levels = []
+    for part in text.split(","):
+        try:
+            c, n, arrival = part.strip().split(":")
+            level = (int(c), int(n), arrival)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not CLIENTS:REQUESTS:ARRIVAL") from None
+        if level[0] < 1 or level[1] < level[0] or arrival not in (STEADY, BURST):
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: clients >= 1, requests >= clients, arrival steady or burst"
+            )
+        levels.append(level)
+    return tuple(levels)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="ClubOS benchmark (see bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="a small run (c=1/20/100), < 2 min")
@@ -845,6 +870,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="ab,overhead,queries,cache", help="scenarios: ab,overhead,queries,cache"
     )
+    parser.add_argument(
+        "--levels",
+        type=_levels_arg,
+        metavar="C:N:ARRIVAL,...",
+        help="the overhead scenario's levels instead of the profile's, e.g. 50:250:steady",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json")
     parser.add_argument(
         "--wait-quiet",
@@ -859,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         print(rep.render(json.loads(args.render.read_text())))
         return 0
     profile = QUICK if args.quick else FULL
+    if args.levels:
+        profile = replace(profile, name=f"{profile.name}, levels", levels=args.levels)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     RESULTS_DIR.mkdir(exist_ok=True)
     started = time.monotonic()
