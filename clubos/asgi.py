@@ -38,9 +38,9 @@ class OneHopASGIHandler(ASGIHandler):
     stays on the loop is reading the request, sending the response, and iterating a
     streaming response's async iterator: the answer's wait on the model
     (``requestlogs.services.request_process_async``); a streamed response is closed in
-    a second trip once it has been sent. The API's busiest call, a streamed submit with a
-    token the worker knows, makes no trip at all when it can be served on the loop
-    (``requestlogs.apis.request_stream_on_loop``).
+    a second trip once it has been sent. The API's busiest call, a submit with a token
+    the worker knows, makes no trip until its response is sent when it can be served on
+    the loop (``requestlogs.apis.request_submit_on_loop``).
 
     Each request's thread is a long-lived one borrowed from ``_RequestThreads``: Django's
     handler starts (and joins) a new thread per request, which stalls the event loop
@@ -100,7 +100,7 @@ class OneHopASGIHandler(ASGIHandler):
                 response = await to_the_end(self.unsent(responding))
             if response is None:
                 await signals.request_finished.asend(sender=self.__class__)
-            elif response.streaming:
+            elif not response.closed:  # a stream, or a body made on the loop
                 await sync_to_async(response.close, thread_sensitive=True)()
 
     @staticmethod
@@ -163,9 +163,9 @@ class OneHopASGIHandler(ASGIHandler):
                 await to_the_end(response.close_stream())
 
     async def respond_async(self, scope: dict[str, Any], body_file: IO[bytes]) -> HttpResponseBase:
-        """The response: the API's streamed submit on the loop when it can be served there
-        (``request_stream_on_loop``), otherwise ``respond`` in the request's thread."""
-        response = await request_stream_on_loop(scope, body_file)
+        """The response: the API's submit on the loop when it can be served there
+        (``request_submit_on_loop``), otherwise ``respond`` in the request's thread."""
+        response = await request_submit_on_loop(scope, body_file)
         if response is not None:
             return response
         body_file.seek(0)
@@ -215,7 +215,7 @@ class _RequestThreads:
 
 
 django.setup(set_prefix=False)
-from requestlogs.apis import request_stream_on_loop  # noqa: E402
+from requestlogs.apis import request_submit_on_loop  # noqa: E402
 
 django_application = OneHopASGIHandler()
 

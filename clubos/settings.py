@@ -128,11 +128,12 @@ DATABASE_ASYNC_POOL_MAX = env.int("DATABASE_ASYNC_POOL_MAX", default=10)
 # Django leaves prepared statements off for poolers in transaction mode; behind one without
 # prepared-statement support, set this to 0 (the write would otherwise fail over to a thread).
 DATABASE_ASYNC_PREPARE = env.bool("DATABASE_ASYNC_PREPARE", default=True)
-# Under the ASGI server, a streamed submit with a token the worker knows, valid input and a
-# route the classifier (or the person) settles runs entirely on the event loop, its INSERT
-# on that pool too (requestlogs/apis.py, ``request_stream_on_loop``); everything else takes
-# the middleware and the DRF view in a thread. 0 sends every request the thread's way.
-API_STREAM_ON_LOOP = env.bool("API_STREAM_ON_LOOP", default=True)
+# Under the ASGI server, a submit (streamed or JSON) with a token the worker knows, valid
+# input and a route the classifier (or the person) settles runs entirely on the event loop,
+# its INSERT on that pool too (requestlogs/apis.py, ``request_submit_on_loop``); everything
+# else takes the middleware and the DRF view in a thread. 0 sends every request the
+# thread's way.
+API_SUBMIT_ON_LOOP = env.bool("API_SUBMIT_ON_LOOP", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

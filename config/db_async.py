@@ -7,7 +7,7 @@ clients, that write took 2 ms of the 3.5 ms between the model's last byte and th
 seeing the end (bench/README.md). psycopg's async pool sends the statement from the loop
 itself. The statement is still Django's: the ORM compiles it (``requestlogs.services``),
 this module only executes it, with the connection settings Django uses. A request served
-entirely on the loop (``requestlogs.apis.request_stream_on_loop``) writes its INSERT here too.
+entirely on the loop (``requestlogs.apis.request_submit_on_loop``) writes its INSERT here too.
 
 One pool per event loop (a connection belongs to the loop that opened it; a server worker
 has one), opened at the server's start (``clubos.warmup.warm_up_async``) and closed at its

@@ -16,8 +16,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.exception import response_for_exception
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import get_script_prefix, reverse
 from django.utils import timezone
@@ -35,6 +36,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -642,17 +644,16 @@ class TimingStatsApi(APIView):
         )
 
 
-# --- The streamed submit on the event loop -----------------------------------------------
+# --- The submit on the event loop ------------------------------------------------------
 
-# The configured middleware that leave a token-authenticated event stream as it is (static
-# files, sessions and messages unused, CSRF exempt, lazy user, no body length to set), and
-# the two that add headers to every response, applied here. With any other middleware
-# configured, every request goes the middleware's way.
+# The configured middleware that leave a token-authenticated submit's response as it is
+# (static files, sessions and messages unused, CSRF exempt, lazy user), and those that
+# only add headers to it, applied here. With any other middleware configured, every
+# request goes the middleware's way.
 _LOOP_INERT_MIDDLEWARE = frozenset(
     {
         "whitenoise.middleware.WhiteNoiseMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.common.CommonMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
@@ -661,16 +662,20 @@ _LOOP_INERT_MIDDLEWARE = frozenset(
 _LOOP_HEADER_MIDDLEWARE = frozenset(
     {
         "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",  # a JSON answer's Content-Length
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     }
 )
 _loop_lanes: dict[tuple[str, ...], "list[Any] | None"] = {}
+# What an Accept header may list for DRF to answer in JSON: its first renderer is JSON's
+# (``_loop_policies_match``) and a media type's parameters (``indent=4``) change the body.
+_JSON_ACCEPTED = frozenset({b"", b"application/json", b"*/*"})
 
 
 def _loop_header_middleware() -> list[Any] | None:
     """The header-adding middleware, in the order their ``process_response`` runs; None
     when the lane is off (the setting, or middleware it does not know)."""
-    if not settings.API_STREAM_ON_LOOP:
+    if not settings.API_SUBMIT_ON_LOOP:
         return None
     names = tuple(settings.MIDDLEWARE)
     if names not in _loop_lanes:
@@ -689,12 +694,15 @@ def _loop_header_middleware() -> list[Any] | None:
 
 def _loop_policies_match() -> bool:
     """Whether the view's DRF policies (fixed when its class is made) are the ones the lane
-    applies: a token (a session it leaves to the view), authenticated users, no throttling."""
+    applies: a token (a session it leaves to the view), authenticated users, no throttling,
+    JSON in (the lane's parser is DRF's JSON one) and JSON out first."""
     view = RequestListCreateApi()
     return (
         any(isinstance(a, CachedTokenAuthentication) for a in view.get_authenticators())
         and list(view.permission_classes) == [IsAuthenticated]
         and not view.get_throttles()
+        and JSONParser in view.parser_classes
+        and view.renderer_classes[0] is JSONRenderer
     )
 
 
@@ -714,18 +722,29 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def request_stream_on_loop(
-    scope: dict[str, Any], body_file: IO[bytes]
-) -> EventStreamResponse | None:
-    """``RequestListCreateApi.post`` streaming, on the event loop: no thread, no middleware
-    chain, no DRF dispatch, the row's INSERT on the loop's own database connection.
+def _answer_format(accept: bytes, query_string: bytes) -> str | None:
+    """``sse`` or ``json``, as the view would answer; None when only DRF's negotiation
+    can tell (another media type, parameters, a ``?format=``)."""
+    if EVENT_STREAM.encode() in accept:
+        return "sse"
+    if query_string:
+        return None
+    wanted = {media.strip() for media in accept.split(b",")}
+    return "json" if wanted <= _JSON_ACCEPTED else None
 
-    The common request only: an ``Accept: text/event-stream`` JSON submit whose token this
-    worker already trusts (``api_token_user_known``), with valid input, served by
+
+async def request_submit_on_loop(
+    scope: dict[str, Any], body_file: IO[bytes]
+) -> HttpResponseBase | None:
+    """``RequestListCreateApi.post`` on the event loop: no thread, no middleware chain, no
+    DRF dispatch, the row's INSERT on the loop's own database connection.
+
+    The common request only: a JSON submit whose token this worker already trusts
+    (``api_token_user_known``), with valid input, asking for events or for JSON, served by
     ``request_process_on_loop``. Anything else, including every 400 and 401, returns None
     before anything is written or sent, and the request takes the middleware and the view
-    in a thread, which answer it as always. The response is the view's: the same events,
-    status and headers (DRF's ``Allow``, the security middleware's).
+    in a thread, which answer it as always. The response is the view's: the same events
+    or body, status and headers (DRF's, the middleware's).
     """
     middleware = _loop_header_middleware()
     if middleware is None or scope.get("method") != "POST":
@@ -738,7 +757,8 @@ async def request_stream_on_loop(
     headers: dict[bytes, bytes] = {}
     for name, value in scope.get("headers", ()):
         headers[name] = headers[name] + b"," + value if name in headers else value
-    if EVENT_STREAM.encode() not in headers.get(b"accept", b""):
+    answer_format = _answer_format(headers.get(b"accept", b""), scope.get("query_string", b""))
+    if answer_format is None:
         return None
     media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
     if media_type != b"application/json":
@@ -779,13 +799,42 @@ async def request_stream_on_loop(
     if processed is None:
         return None
     log, events = processed
-    request = ASGIRequest(scope, body_file)
-    response: HttpResponseBase = event_stream_response(request_event_stream_async(events, log))
-    response["Allow"] = _ALLOW
+    response: HttpResponseBase
+    if answer_format == "sse":
+        request = ASGIRequest(scope, body_file)
+        response = event_stream_response(request_event_stream_async(events, log))
+    else:
+        done = await _last_event(events)
+        request = ASGIRequest(scope, body_file)
+        if isinstance(done, Exception):
+            return await sync_to_async(response_for_exception)(request, done)
+        response = HttpResponse(
+            JSONRenderer().render(request_log_payload(done.log, catalog=done.catalog)),
+            status=status.HTTP_201_CREATED,
+            content_type=JSONRenderer.media_type,
+        )
+    for name, value in _drf_headers().items():
+        response[name] = value
     for each in middleware:
         response = each.process_response(request, response)
-    assert isinstance(response, EventStreamResponse)
     return response
+
+
+async def _last_event(events: AsyncGenerator[PipelineEvent]) -> RequestDone | Exception:
+    """A JSON answer's wait: the pipeline run to its end (its row final), or what broke it
+    (the row marked as an internal error by the pipeline itself)."""
+    done: RequestDone | None = None
+    try:
+        async for event in events:
+            if isinstance(event, RequestDone):
+                done = event
+    except Exception as exc:
+        return exc
+    finally:
+        await events.aclose()
+    if done is None:
+        return RuntimeError("the request's pipeline ended without its final event")
+    return done
 
 
 @functools.cache
@@ -794,10 +843,10 @@ def _requests_path_info() -> str:
     return "/" + reverse("api-requests")[len(get_script_prefix()) :]
 
 
-def _allow_header() -> str:
+@functools.cache
+def _drf_headers() -> dict[str, str]:
+    """The headers DRF adds to the view's every response (``Allow``, and ``Vary`` when it
+    has renderers to choose from)."""
     view = RequestListCreateApi()
     view.setup(HttpRequest())  # as as_view() does: HEAD comes with GET
-    return ", ".join(view.allowed_methods)
-
-
-_ALLOW = _allow_header()
+    return dict(view.default_response_headers)

@@ -296,17 +296,13 @@ class RequestRun:
         self.begun = events
         return events
 
-    async def begin_on_loop(
-        self, *, start_answer: Callable[[AssistantCall], None]
-    ) -> list[PipelineEvent] | None:
-        """``begin`` on the event loop, for a request that needs no thread to route.
+    def route_on_loop(self) -> list[PipelineEvent] | None:
+        """``begin``'s routing on the event loop, for a request that needs no thread.
 
         None, having written and sent nothing, when the request needs a thread after all:
         the router would wait on the LLM, the route is an emergency (its row and alert come
-        first) or the backend answers at once. Otherwise the answer is in the response
-        cache (``hit``; the shared cache's client blocks, so it is read from a thread) or
-        the model's request is on its way (``start_answer``), and the row is still to be
-        written: ``request_process_on_loop`` does that.
+        first) or the backend answers at once. Otherwise the route's event; the row, the
+        response cache and the model's request are ``request_process_on_loop``'s.
         """
         request = self.request
         try:
@@ -325,12 +321,6 @@ class RequestRun:
         if not call.calls_upstream:
             return None
         self.assistant_started = time.perf_counter()
-        if response_cache_usable(call=call):
-            self.hit = await sync_to_async(response_cache_get, thread_sensitive=False)(call=call)
-        if self.hit is not None:
-            events.append(self.from_cache(self.hit))
-        else:
-            start_answer(call)
         self.begun = events
         return events
 
@@ -554,7 +544,7 @@ async def request_process_on_loop(
     way) and the answer, all on the event loop; a cached answer's row is finished here.
 
     For a request whose route the classifier or the person settles and whose answer comes
-    from the model or the response cache (``RequestRun.begin_on_loop``). Otherwise None,
+    from the model or the response cache (``RequestRun.route_on_loop``). Otherwise None,
     with nothing written and no model called: serve it from a thread
     (``request_process_async``). The row is committed when this returns, before any event
     is sent, as on that path.
@@ -563,27 +553,48 @@ async def request_process_on_loop(
         return None  # the classifier would train first: seconds of the loop
     log = request_log_new(request=request)
     run = RequestRun(request=request, log=log)
-    started: list[_AnswerStarted] = []
-    begun = await run.begin_on_loop(
-        start_answer=lambda call: started.append(_AnswerStarted.on_loop(call))
-    )
+    try:
+        begun = run.route_on_loop()
+        insert = _insert_statement(log)
+    except Exception:
+        # Nothing is written or sent yet: the thread's way writes the row and records
+        # the failure as it does for any request.
+        logger.warning("request %s: routing on the event loop failed", log.pk, exc_info=True)
+        return None
     if begun is None:
         return None
+    call = run.call
+    assert call is not None
+    started: _AnswerStarted | None = None
+    if not response_cache_usable(call=call):
+        # Started eagerly: the model's request is on its way before the INSERT is sent.
+        started = _AnswerStarted.on_loop(call)
+    # Once sent, the INSERT is awaited to its end whatever happens to the request.
+    inserting = asyncio.ensure_future(db_async_execute(pool, *insert))
+    if started is None:
+        # The shared cache's client blocks: it is read from a thread, while the INSERT is
+        # under way; a miss sends the model's request as soon as it is known.
+        run.hit = await sync_to_async(response_cache_get, thread_sensitive=False)(call=call)
+        if run.hit is None:
+            started = _AnswerStarted.on_loop(call)
+        else:
+            begun.append(run.from_cache(run.hit))
     try:
-        inserted = await to_the_end(db_async_execute(pool, *_insert_statement(log)))
+        inserted = await to_the_end(inserting)
     except Exception:
         logger.warning("request %s: the event loop's INSERT failed", log.pk, exc_info=True)
         inserted = 0
     if inserted != 1:
-        for answer in started:
-            await answer.aclose()
+        if started is not None:
+            await started.aclose()
         return None
     log._state.adding = False
     log._state.db = DEFAULT_DB_ALIAS
     if run.hit is not None:
         # A cached answer is complete already: the row is finished before any event.
         return log, _replay([*begun, await run.finish_async(pool)])
-    return log, _answer_on_loop(run, started[0])
+    assert started is not None
+    return log, _answer_on_loop(run, started)
 
 
 class _AnswerStarted:

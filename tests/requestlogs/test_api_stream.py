@@ -388,6 +388,14 @@ class TestStreamOverRealHttp:
         assert set(body) == REQUEST_KEYS
         assert body["answer"] == ANSWER and body["status"] == RequestStatus.OK
         assert RequestLog.objects.get(pk=body["id"]).answer == ANSWER
+        # The same headers whichever way it was served (the loop's lane among them).
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["content-length"] == str(len(response.content))
+        assert response.headers["allow"] == "GET, POST, HEAD, OPTIONS"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+        assert "vary" not in response.headers and "set-cookie" not in response.headers
 
     def test_bad_input_and_a_missing_token_are_clear_json_errors(self, server_url, routes, user):
         bad = httpx2.post(

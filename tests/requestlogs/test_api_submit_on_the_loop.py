@@ -1,5 +1,5 @@
-"""The streamed submit served entirely on the event loop (``request_stream_on_loop``), and
-every request it leaves to the middleware and the view in a thread, untouched.
+"""The submit served entirely on the event loop (``request_submit_on_loop``), streamed or
+JSON, and every request it leaves to the middleware and the view in a thread, untouched.
 
 PostgreSQL only: the loop writes the row on its own pool (``config.db_async``).
 """
@@ -10,8 +10,10 @@ import json
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.db import connection
+from django.http.response import HttpResponseBase
 
 from clubos.auth import CachedTokenAuthentication
 from clubos.serving import EventStreamResponse
@@ -19,9 +21,14 @@ from config.caching import SharedSnapshot
 from config.db_async import db_async_close, db_async_open
 from config.selectors import system_config_get
 from config.services import system_config_update
-from requestlogs.apis import request_stream_on_loop
+from requestlogs.apis import request_submit_on_loop
 from requestlogs.models import RequestLog, RequestStatus
-from requestlogs.services import _insert_compiled, _insert_statement, request_log_new
+from requestlogs.services import (
+    RequestRun,
+    _insert_compiled,
+    _insert_statement,
+    request_log_new,
+)
 from requestlogs.services import request_validate as validate
 from routing.models import Route
 from routing.router import strategy_get
@@ -90,18 +97,31 @@ class TestOnTheLoop:
 
     @staticmethod
     def submit(
-        loop: asyncio.AbstractEventLoop, headers: dict[str, str], body: bytes
-    ) -> tuple[EventStreamResponse | None, list[bytes], int]:
-        """The lane's response (None: left to the thread), its frames, and where the
-        body's file stood afterwards (the thread's way reads it from the start)."""
+        loop: asyncio.AbstractEventLoop,
+        headers: dict[str, str],
+        body: bytes,
+        query_string: bytes = b"",
+    ) -> tuple[HttpResponseBase | None, list[bytes], int]:
+        """The lane's response (None: left to the thread), its frames (a JSON answer's
+        body), and where the body's file stood afterwards (the thread's way reads it from
+        the start)."""
         body_file = io.BytesIO(body)
         # A serving worker's copies of the config and routes, checked within the second.
         system_config_get()
         route_catalog_get()
 
-        async def run() -> tuple[EventStreamResponse | None, list[bytes]]:
-            response = await request_stream_on_loop(scope_for(headers), body_file)
-            frames = [] if response is None else [bytes(f) async for f in response.stream]
+        async def run() -> tuple[HttpResponseBase | None, list[bytes]]:
+            scope = scope_for(headers) | {"query_string": query_string}
+            response = await request_submit_on_loop(scope, body_file)
+            if response is None:
+                return None, []
+            if isinstance(response, EventStreamResponse):
+                frames = [bytes(f) async for f in response.stream]
+            else:
+                frames = [response.content]
+            # As the server does once it is sent: in the request's thread, where the
+            # request_finished signal gives back any database connection it used.
+            await sync_to_async(response.close, thread_sensitive=True)()
             return response, frames
 
         response, frames = asyncio.run_coroutine_threadsafe(run(), loop).result(10)
@@ -130,6 +150,62 @@ class TestOnTheLoop:
         assert response["X-Frame-Options"] == "DENY"
         assert response["X-Content-Type-Options"] == "nosniff"
 
+    @pytest.mark.parametrize("accept", ["application/json", "", "*/*", "application/json, */*"])
+    def test_a_json_submit_is_answered_on_the_loop_as_the_view_answers_it(
+        self, server_loop, known_token, openai_upstream, accept
+    ):
+        openai_upstream.configure(ttft_s=0.05, latency_s=0.2, answer_text="Reboot it.")
+        headers = {k: v for k, v in self.headers(known_token, Accept=accept).items() if v}
+        response, [content], _ = self.submit(server_loop, headers, json.dumps(TECH).encode())
+        assert response is not None and response.status_code == 201
+        body = json.loads(content)
+        assert body["answer"] == "Reboot it." and body["status"] == "ok"
+        assert body["route"] == {"slug": "tech", "name": "TechSupport"}
+        assert body["timings_ms"]["ttft"] is not None
+        row = RequestLog.objects.get(pk=body["id"])
+        assert row.status == RequestStatus.OK and row.answer == "Reboot it."
+        assert len(openai_upstream.calls) == 1
+        assert response["Content-Type"] == "application/json"
+        assert response["Content-Length"] == str(len(content))
+        assert response["Allow"] == "GET, POST, HEAD, OPTIONS"
+        assert response["X-Frame-Options"] == "DENY"
+
+    def test_a_json_submit_that_fails_inside_is_a_500_with_its_row_final(
+        self, server_loop, known_token, openai_upstream, monkeypatch
+    ):
+        # A failure of ClubOS's own, not the model's: the final write raises once. The
+        # pipeline records it on the row (its own write, from the request's thread).
+        async def broken(run, pool):
+            raise RuntimeError("disk on fire")
+
+        monkeypatch.setattr(RequestRun, "finish_async", broken)
+        headers = self.headers(known_token, Accept="application/json")
+        response, _, _ = self.submit(server_loop, headers, json.dumps(TECH).encode())
+        assert response is not None and response.status_code == 500
+        row = RequestLog.objects.get()
+        assert row.status == RequestStatus.ERROR and "disk on fire" in row.error
+
+    def test_an_internal_failure_while_routing_leaves_it_to_the_thread(
+        self, server_loop, known_token, openai_upstream
+    ):
+        # With every route disabled an automatic request has nowhere to go: the thread's
+        # way writes the row and records the failure, as for any request.
+        for route in Route.objects.all():
+            route_update(route=route, enabled=False)
+        body = json.dumps({"text": "TrackMan frozen in bay 3"}).encode()
+        response, _, position = self.submit(server_loop, self.headers(known_token), body)
+        assert response is None and position == 0
+        assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+    def test_a_format_in_the_query_is_left_to_the_view(
+        self, server_loop, known_token, openai_upstream
+    ):
+        headers = self.headers(known_token, Accept="application/json")
+        response, _, _ = self.submit(
+            server_loop, headers, json.dumps(TECH).encode(), query_string=b"format=json"
+        )
+        assert response is None and openai_upstream.calls == []
+
     def test_auto_routing_by_the_classifier_is_answered_on_the_loop(
         self, server_loop, known_token, openai_upstream
     ):
@@ -154,7 +230,8 @@ class TestOnTheLoop:
         [
             ("no known token", {"Authorization": "Token not-a-key"}, TECH),
             ("a session, no token", {"Authorization": ""}, TECH),
-            ("JSON asked for", {"Accept": "application/json"}, TECH),
+            ("HTML asked for", {"Accept": "text/html"}, TECH),
+            ("indented JSON asked for", {"Accept": "application/json; indent=4"}, TECH),
             ("a form, not JSON", {"Content-Type": "application/x-www-form-urlencoded"}, TECH),
             ("empty text", {}, {"text": "  ", "route": "tech"}),
             ("text not text", {}, {"text": 42}),
@@ -209,6 +286,13 @@ class TestOnTheLoop:
         assert done["cached"] is True and done["answer"] == "Reboot it."
         row = RequestLog.objects.get(pk=done["id"])
         assert row.status == RequestStatus.CACHED and row.upstream_calls == 0
+        json_headers = self.headers(known_token, Accept="application/json")
+        again, [content], _ = self.submit(server_loop, json_headers, body)
+        assert again is not None and again.status_code == 201
+        answer = json.loads(content)
+        assert answer["cached"] is True and answer["status"] == "cached"
+        assert answer["answer"] == "Reboot it." and len(openai_upstream.calls) == 1
+        assert RequestLog.objects.get(pk=answer["id"]).status == RequestStatus.CACHED
 
     def test_without_copies_of_the_config_and_routes_it_is_left_to_the_thread(
         self, server_loop, known_token, openai_upstream
@@ -218,7 +302,7 @@ class TestOnTheLoop:
         SharedSnapshot.forget_all()
 
         async def run() -> EventStreamResponse | None:
-            return await request_stream_on_loop(scope_for(self.headers(known_token)), body_file)
+            return await request_submit_on_loop(scope_for(self.headers(known_token)), body_file)
 
         assert asyncio.run_coroutine_threadsafe(run(), server_loop).result(10) is None
         assert not RequestLog.objects.exists() and openai_upstream.calls == []
@@ -236,7 +320,7 @@ class TestOnTheLoop:
         scope = scope_for(self.headers(known_token), path="/api/v1/requests/x/escalate/")
 
         async def run() -> EventStreamResponse | None:
-            return await request_stream_on_loop(scope, io.BytesIO(json.dumps(TECH).encode()))
+            return await request_submit_on_loop(scope, io.BytesIO(json.dumps(TECH).encode()))
 
         system_config_get()
         route_catalog_get()
@@ -246,7 +330,7 @@ class TestOnTheLoop:
     def test_switched_off_every_request_takes_the_thread(
         self, server_loop, known_token, openai_upstream, settings
     ):
-        settings.API_STREAM_ON_LOOP = False
+        settings.API_SUBMIT_ON_LOOP = False
         response, _, _ = self.submit(
             server_loop, self.headers(known_token), json.dumps(TECH).encode()
         )
