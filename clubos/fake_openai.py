@@ -88,13 +88,16 @@ class Behaviour:
     """Minimum gap between two writes of one stream: deltas falling due within a tick share a
     write (each is still sent no earlier than due). Writes, not bytes, cost CPU; raise it
     (e.g. 0.05) for load benchmarks that need the fake to stay cheap."""
+    hold_end_s: float = 0.0
+    """How long a stream's body stays open after its last event before it ends (a server or
+    proxy that is slow to close a chunked body)."""
 
     def validate(self) -> None:
         if self.fail not in FAIL_MODES:
             raise ValueError(f"fail must be one of {FAIL_MODES}, not {self.fail!r}")
         if self.fail_times is not None and self.fail_times < 0:
             raise ValueError("fail_times must be >= 0 or None")
-        for name in ("ttft_s", "latency_s", "hang_s", "tick_s"):
+        for name in ("ttft_s", "latency_s", "hang_s", "tick_s", "hold_end_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -864,6 +867,10 @@ class FakeOpenAIApp:
                 await send(_body_message(b"".join(pending)))
             return await _abort(send)
         pending.append(closing)
+        if behaviour.hold_end_s > 0:
+            await send(_body_message(b"".join(pending)))
+            pending.clear()
+            await self._sleep(behaviour.hold_end_s)
         await send({"type": "http.response.body", "body": b"".join(pending), "more_body": False})
         return None
 

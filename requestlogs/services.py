@@ -555,7 +555,6 @@ async def request_process_on_loop(
     run = RequestRun(request=request, log=log)
     try:
         begun = run.route_on_loop()
-        insert = _insert_statement(log)
     except Exception:
         # Nothing is written or sent yet: the thread's way writes the row and records
         # the failure as it does for any request.
@@ -567,8 +566,16 @@ async def request_process_on_loop(
     assert call is not None
     started: _AnswerStarted | None = None
     if not response_cache_usable(call=call):
-        # Started eagerly: the model's request is on its way before the INSERT is sent.
+        # Started eagerly: the model's request is on its way before the INSERT is even
+        # built.
         started = _AnswerStarted.on_loop(call)
+    try:
+        insert = _insert_statement(log)
+    except Exception:
+        logger.warning("request %s: its INSERT could not be built", log.pk, exc_info=True)
+        if started is not None:
+            await started.aclose()
+        return None
     # Once sent, the INSERT is awaited to its end whatever happens to the request.
     inserting = asyncio.ensure_future(db_async_execute(pool, *insert))
     if started is None:
@@ -689,6 +696,8 @@ async def _answer_on_loop(
             async for event in stream:
                 if (delta := run.take(event)) is not None:
                     yield delta
+                elif run.completion is not None:
+                    break  # complete: the final write does not wait for the body's end
             run.answered()
         except AssistantError as exc:
             yield run.failed(exc)
@@ -697,6 +706,10 @@ async def _answer_on_loop(
             yield await run.finish_async(pool)
         else:
             yield await sync_to_async(run.finish)()
+        # The person has everything: the rest of the model's body is read now, so that its
+        # connection goes back to the pool for the next call.
+        async for _ in stream:
+            pass
     except (GeneratorExit, asyncio.CancelledError):
         if not run.finished:  # closed once the last event is out: nothing to record
             await asyncio.shield(sync_to_async(run.abandon)())

@@ -1,6 +1,7 @@
 """Backends that call an OpenAI-compatible upstream: the SDK in threads, aiohttp on the loop."""
 
 import asyncio
+import contextlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -98,6 +99,9 @@ class _StreamProtocol(ABC):
 
     def __init__(self, model: str) -> None:
         self.model = model
+        # Set once the event that ends the answer has been read: what follows in the body
+        # (if anything) changes nothing.
+        self.ended = False
 
     def wanted(self, name: bytes | None) -> bool:
         """Whether an event of this name (None: unnamed) can matter; others are not parsed."""
@@ -132,13 +136,13 @@ def _read_stream(response: Any, protocol: _StreamProtocol) -> Iterator[StreamEve
 
 
 def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) -> str:
-    return "".join(
-        [
-            protocol.text_of(_json(data))
-            for name, data in decoder.feed(chunk)
-            if data != b"[DONE]" and protocol.wanted(name)
-        ]
-    )
+    texts = []
+    for name, data in decoder.feed(chunk):
+        if data == b"[DONE]":
+            protocol.ended = True
+        elif protocol.wanted(name):
+            texts.append(protocol.text_of(_json(data)))
+    return "".join(texts)
 
 
 _TOO_SLOW = "the model did not finish in time"
@@ -195,7 +199,16 @@ async def _aguarded(
             if text:
                 parts.append(text)
                 yield TextDelta(text)
+            if protocol.ended:
+                break
+        # Once the answer has ended it is complete: the row's final write need not wait
+        # for the body's end, which is read once the caller asks for more (after the person
+        # has everything), so that the connection serves the next call.
         yield protocol.completion("".join(parts))
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout_at(deadline):
+                async for _ in chunks:
+                    pass
     except AssistantError:
         raise
     except Exception as exc:
@@ -262,6 +275,7 @@ class _ResponsesProtocol(_StreamProtocol):
             return event.get("delta") or ""
         if kind == "response.completed":
             self.result = event.get("response") or {}
+            self.ended = True
         elif kind in {"response.failed", "response.incomplete", "error"}:
             raise AssistantError(FailureKind.UPSTREAM, f"the model stopped: {kind}")
         return ""

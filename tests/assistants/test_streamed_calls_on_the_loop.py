@@ -86,6 +86,40 @@ def test_consecutive_calls_reuse_one_connection(openai_upstream):
     assert len(openai_upstream.calls) == 3 and len(peers) == 1 and None not in peers
 
 
+@pytest.mark.parametrize("backend", ["openai-responses", "openai-chat"])
+def test_the_completion_does_not_wait_for_the_end_of_the_body(openai_upstream, settings, backend):
+    # The last event says the answer is complete; the server then keeps its body open for
+    # a second. The request's final write goes ahead at once, and the rest of the body is
+    # read afterwards, so the connection still serves the next call.
+    settings.ASSISTANT_BACKEND = backend
+    openai_upstream.configure(answer_text="Reboot it.", hold_end_s=1.0)
+
+    async def twice() -> tuple[float, float, list[Any]]:
+        started = time.monotonic()
+        stream = tech_call().astream()
+        events = [event async for event in _until_completion(stream)]
+        completed = time.monotonic() - started
+        async for _ in stream:
+            pass
+        ended = time.monotonic() - started
+        async for _event in tech_call().astream():
+            pass
+        return completed, ended, events
+
+    completed, ended, events = on_a_loop(twice)
+    assert isinstance(events[-1], Completion) and events[-1].text == "Reboot it."
+    assert completed < 0.5 <= 1.0 <= ended
+    peers = {c.client for c in openai_upstream.calls}
+    assert len(openai_upstream.calls) == 2 and len(peers) == 1
+
+
+async def _until_completion(stream: Any) -> Any:
+    async for event in stream:
+        yield event
+        if isinstance(event, Completion):
+            return
+
+
 def test_one_429_is_retried_once(openai_upstream):
     openai_upstream.configure(fail="429", fail_times=1)
     call = tech_call()

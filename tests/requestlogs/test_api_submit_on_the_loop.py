@@ -7,6 +7,7 @@ PostgreSQL only: the loop writes the row on its own pool (``config.db_async``).
 import asyncio
 import io
 import json
+import time
 from typing import Any
 
 import pytest
@@ -205,6 +206,32 @@ class TestOnTheLoop:
             server_loop, headers, json.dumps(TECH).encode(), query_string=b"format=json"
         )
         assert response is None and openai_upstream.calls == []
+
+    def test_the_final_write_and_done_do_not_wait_for_the_models_body_to_end(
+        self, server_loop, known_token, openai_upstream
+    ):
+        # The model's server keeps its body open a second after the answer's last event.
+        openai_upstream.configure(ttft_s=0.05, latency_s=0.2, answer_text="Ok.", hold_end_s=1.0)
+        body_file = io.BytesIO(json.dumps(TECH).encode())
+        system_config_get()
+        route_catalog_get()
+
+        async def run() -> tuple[float, float, bytes]:
+            started = time.monotonic()
+            response = await request_submit_on_loop(scope_for(self.headers(known_token)), body_file)
+            assert isinstance(response, EventStreamResponse)
+            done_at, last = 0.0, b""
+            async for frame in response.stream:
+                if bytes(frame).startswith(b"event: done"):
+                    done_at, last = time.monotonic() - started, bytes(frame)
+            await sync_to_async(response.close, thread_sensitive=True)()
+            return done_at, time.monotonic() - started, last
+
+        done_at, ended, last = asyncio.run_coroutine_threadsafe(run(), server_loop).result(10)
+        assert done_at < 0.9 and ended >= 1.0
+        done = json.loads(last.split(b"data: ", 1)[1])
+        assert done["status"] == "ok" and done["answer"] == "Ok."
+        assert RequestLog.objects.get(pk=done["id"]).status == RequestStatus.OK
 
     def test_auto_routing_by_the_classifier_is_answered_on_the_loop(
         self, server_loop, known_token, openai_upstream
