@@ -1205,6 +1205,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--route-answer", default=None)
     parser.add_argument("--route-confidence", type=float, default=Behaviour.route_confidence)
     parser.add_argument("--tick", type=float, default=Behaviour.tick_s, help="seconds")
+    parser.add_argument(
+        "--hold-end",
+        type=float,
+        default=Behaviour.hold_end_s,
+        help="seconds a stream's body stays open after its last event",
+    )
     parser.add_argument("--http", default="auto", help="uvicorn HTTP implementation")
     parser.add_argument("--loop", default="auto", help="uvicorn event loop")
     parser.add_argument("--log-level", default="warning")
@@ -1225,6 +1231,7 @@ def main(argv: list[str] | None = None) -> int:
         route_answer=args.route_answer,
         route_confidence=args.route_confidence,
         tick_s=args.tick,
+        hold_end_s=args.hold_end,
     )
     try:
         server = FakeOpenAI(
