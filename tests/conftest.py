@@ -21,6 +21,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """pytest-django's, with PostgreSQL's test database left by every session at the end.
+
+    Threads that served requests (a live server's, asgiref's executors) keep connections of
+    their own, which the pool cannot close while they hold them; left open, they stop the
+    test database from being dropped ("is being accessed by other users").
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _clean_process_state() -> Iterator[None]:
     """Each test starts with empty caches (shared and in-process) and closed circuit breakers."""
