@@ -60,7 +60,8 @@ system_config_snapshot: SharedSnapshot[ConfigSnapshot] = SharedSnapshot(
 
 
 def system_config_peek() -> ConfigSnapshot | None:
-    """``system_config_get`` without any wait: None when this process's copy is due a check."""
+    """``system_config_get`` without any wait (``SharedSnapshot.peek``): this process's copy, even
+    one due its check for a few seconds while the check runs in a thread; None without one."""
     return system_config_snapshot.peek()
 
 

@@ -143,13 +143,13 @@ def _feature_indices(vectorizer: TfidfVectorizer) -> Callable[[str], list[int]]:
     prediction's time, become one per word. The n-grams are still sklearn's own.
     """
     vocabulary: dict[str, int] = vectorizer.vocabulary_
+
+    def known(grams: list[str]) -> list[int]:
+        return [i for gram in grams if (i := vocabulary.get(gram)) is not None]
+
     if vectorizer.analyzer != "char_wb" or vectorizer.preprocessor is not None:
         analyze = vectorizer.build_analyzer()
-
-        def by_analyzer(doc: str) -> list[int]:
-            return [i for gram in analyze(doc) if (i := vocabulary.get(gram)) is not None]
-
-        return by_analyzer
+        return lambda doc: known(analyze(doc))
     preprocess = vectorizer.build_preprocessor()
     char_wb_ngrams = vectorizer._char_wb_ngrams
     memo: dict[str, list[int]] = {}
@@ -157,7 +157,7 @@ def _feature_indices(vectorizer: TfidfVectorizer) -> Callable[[str], list[int]]:
     def word_indices(word: str) -> list[int]:
         found = memo.get(word)
         if found is None:
-            found = [i for gram in char_wb_ngrams(word) if (i := vocabulary.get(gram)) is not None]
+            found = known(char_wb_ngrams(word))
             if len(memo) >= _WORD_MEMO_MAX:
                 memo.clear()
             memo[word] = found

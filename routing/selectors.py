@@ -114,7 +114,8 @@ route_catalog_snapshot: SharedSnapshot[RouteCatalog] = SharedSnapshot(
 
 
 def route_catalog_peek() -> RouteCatalog | None:
-    """``route_catalog_get`` without any wait: None when this process's copy is due a check."""
+    """``route_catalog_get`` without any wait (``SharedSnapshot.peek``): this process's copy, even
+    one due its check for a few seconds while the check runs in a thread; None without one."""
     return route_catalog_snapshot.peek()
 
 

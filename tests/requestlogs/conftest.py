@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
+from psycopg_pool import AsyncConnectionPool
 from rest_framework.test import APIClient
 
+from config.db_async import db_async_close, db_async_open, db_async_pool
 from config.llm import openai_async_channel_close
 from routing.models import Route
 from tests.requestlogs.api_factories import default_routes_ensure, token_client
@@ -49,3 +51,20 @@ def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+@pytest.fixture
+def server_loop_db_pool(
+    server_loop: asyncio.AbstractEventLoop,
+) -> Iterator[AsyncConnectionPool]:
+    """``server_loop``'s own database pool, opened as a server worker opens it at start-up
+    (PostgreSQL only)."""
+    asyncio.run_coroutine_threadsafe(db_async_open(timeout_s=5), server_loop).result(10)
+
+    async def get() -> AsyncConnectionPool | None:
+        return db_async_pool()
+
+    pool = asyncio.run_coroutine_threadsafe(get(), server_loop).result(5)
+    assert pool is not None
+    yield pool
+    asyncio.run_coroutine_threadsafe(db_async_close(), server_loop).result(10)

@@ -19,7 +19,6 @@ from django.http.response import HttpResponseBase
 from clubos.auth import CachedTokenAuthentication
 from clubos.serving import EventStreamResponse
 from config.caching import SharedSnapshot
-from config.db_async import db_async_close, db_async_open
 from config.selectors import system_config_get
 from config.services import system_config_update
 from requestlogs.apis import request_submit_on_loop
@@ -76,10 +75,8 @@ def test_the_remembered_insert_is_what_the_orm_compiles():
 @pytest.mark.usefixtures("routes")
 class TestOnTheLoop:
     @pytest.fixture(autouse=True)
-    def pool(self, server_loop):
-        asyncio.run_coroutine_threadsafe(db_async_open(timeout_s=5), server_loop).result(10)
-        yield
-        asyncio.run_coroutine_threadsafe(db_async_close(), server_loop).result(10)
+    def pool(self, server_loop_db_pool):
+        return server_loop_db_pool
 
     @pytest.fixture
     def known_token(self, user) -> str:

@@ -82,16 +82,8 @@ def test_a_write_runs_to_its_end_when_the_client_goes_away_during_it():
 @pytest.mark.usefixtures("routes")
 class TestOnTheLoopsOwnConnection:
     @pytest.fixture
-    def pool(self, server_loop):
-        asyncio.run_coroutine_threadsafe(db_async_open(timeout_s=5), server_loop).result(10)
-
-        async def get():
-            return db_async_pool()
-
-        pool = asyncio.run_coroutine_threadsafe(get(), server_loop).result(5)
-        assert pool is not None
-        yield pool
-        asyncio.run_coroutine_threadsafe(db_async_close(), server_loop).result(10)
+    def pool(self, server_loop_db_pool):
+        return server_loop_db_pool
 
     def test_a_streamed_answer_is_finished_by_the_loops_connection(
         self, openai_upstream, server_loop, pool
