@@ -25,7 +25,11 @@ install: $(STAMP)  ## Create .venv and install the locked dependencies
 run: install  ## Migrate, create demo data and a demo login, serve on http://127.0.0.1:8000
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	# The ASGI application production serves, with reload on code changes.
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/uvicorn clubos.asgi:application --reload \
+		--reload-dir accounts --reload-dir assistants --reload-dir clubos --reload-dir config \
+		--reload-dir requestlogs --reload-dir routing --reload-dir templates \
+		--host $(HOST) --port $(PORT) --loop uvloop --http httptools --lifespan on
 
 test: install  ## Lint, type-check and run the whole test suite
 	$(BIN)/ruff check .

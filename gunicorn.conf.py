@@ -7,12 +7,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Requests spend almost all their time waiting on the upstream model. With the `asgi`
-# worker that wait is a coroutine on the worker's event loop (uvloop), not a thread;
-# `gthread` (threads under WSGI) is the alternative. bench/README.md has the measurements.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "asgi")
-wsgi_app = "clubos.asgi:application" if worker_class == "asgi" else "clubos.wsgi:application"
+# worker that wait is a coroutine on the worker's event loop (uvloop), not a thread.
+worker_class = "asgi"
+wsgi_app = "clubos.asgi:application"
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", "64")) if worker_class == "gthread" else 1
 # Concurrent connections per asgi worker (streams waiting on the model included).
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "2000"))
 # A streamed answer may take the whole assistant deadline (15 s) plus routing.

@@ -42,6 +42,13 @@ class CircuitBreaker:
             if self._failures >= self.threshold or self._opened_at is not None:
                 self._opened_at = time.monotonic()
 
+    def record_no_verdict(self) -> None:
+        """A call that says nothing about the upstream's health (cancelled, the person gone,
+        a request the model refused): a trial call in flight is over, and the next request
+        tries again."""
+        with self._lock:
+            self._trial_in_flight = False
+
     @property
     def is_open(self) -> bool:
         with self._lock:

@@ -4,7 +4,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from django.core.cache import cache
@@ -31,11 +31,11 @@ MIN_ATTEMPT_S = 0.5
 
 @dataclass
 class AssistantCall:
-    """One routed request's trip to its backend, streamed by iterating it.
+    """One routed request's trip to its backend, streamed by ``astream``.
 
-    Iterating yields ``TextDelta`` events and then one ``Completion``, or raises
-    ``AssistantError`` once retries and the deadline are spent. Afterwards the
-    attributes say what happened: how many upstream calls, which backend and model.
+    ``astream`` yields ``TextDelta`` events and then one ``Completion``, or raises
+    ``AssistantError`` once retries and the deadline are spent. Afterwards the attributes
+    say what happened: how many upstream calls, which backend and model.
     """
 
     text: str
@@ -45,48 +45,19 @@ class AssistantCall:
     backend_name: str = ""
     model: str = ""
     upstream_calls: int = 0
-    cached: bool = False
 
     def __post_init__(self) -> None:
         self.backend_name = backend_name_for(self.route.backend)
         self.model = self.route.model or self.config.default_assistant_model
 
     @property
-    def calls_upstream(self) -> bool:
-        try:
-            return get_backend(self.backend_name).calls_upstream
-        except AssistantError:
-            return True  # an unknown backend: iterating says so, as a failed answer
-
-    @property
     def timeout_s(self) -> float:
         return self.route.timeout_s or self.config.assistant_timeout_s
 
-    def __iter__(self) -> Iterator[StreamEvent]:
+    async def astream(self) -> AsyncGenerator[StreamEvent]:
         backend = get_backend(self.backend_name)
         if not backend.calls_upstream:
             # The offline backend has no upstream to protect or retry.
-            yield from backend.stream(self._request(self.timeout_s))
-            return
-        attempts = _Attempts(self)
-        while True:
-            request = attempts.start()
-            sent_text = False
-            try:
-                for event in backend.stream(request):
-                    sent_text = sent_text or isinstance(event, TextDelta)
-                    yield event
-            except AssistantError as exc:
-                if attempts.retry_after(exc, sent_text):
-                    continue
-                raise
-            attempts.succeeded()
-            return
-
-    async def astream(self) -> AsyncGenerator[StreamEvent]:
-        """The same as iterating, for an event loop: the backend's ``astream``."""
-        backend = get_backend(self.backend_name)
-        if not backend.calls_upstream:
             async for event in backend.astream(self._request(self.timeout_s)):
                 yield event
             return
@@ -96,13 +67,18 @@ class AssistantCall:
             sent_text = False
             try:
                 async for event in backend.astream(request):
+                    if isinstance(event, Completion):
+                        # The answer is whole: the verdict does not wait for the body's end.
+                        attempts.succeeded()
                     sent_text = sent_text or isinstance(event, TextDelta)
                     yield event
             except AssistantError as exc:
                 if attempts.retry_after(exc, sent_text):
                     continue
                 raise
-            attempts.succeeded()
+            finally:
+                # Cancelled or closed early (the person left): no verdict on the model.
+                attempts.ended()
             return
 
     def _request(self, timeout_s: float) -> AssistantRequest:
@@ -123,6 +99,7 @@ class _Attempts:
         self.breaker = breaker_for(call.backend_name)
         self.deadline = time.monotonic() + call.timeout_s
         self.retries_left = call.config.assistant_retries
+        self.in_flight = False
 
     def start(self) -> AssistantRequest:
         """The next attempt's request (its timeout: what is left of the deadline)."""
@@ -130,11 +107,15 @@ class _Attempts:
             raise AssistantError(
                 FailureKind.UNAVAILABLE, "the model is unavailable right now (circuit open)"
             )
+        self.in_flight = True
         self.call.upstream_calls += 1
         return self.call._request(self.deadline - time.monotonic())
 
     def retry_after(self, exc: AssistantError, sent_text: bool) -> bool:
-        if exc.kind is not FailureKind.REJECTED:
+        self.in_flight = False
+        if exc.kind is FailureKind.REJECTED:
+            self.breaker.record_no_verdict()
+        else:
             self.breaker.record_failure()
         remaining = self.deadline - time.monotonic()
         # Once text has reached the person a retry would show a second answer.
@@ -145,7 +126,13 @@ class _Attempts:
         return False
 
     def succeeded(self) -> None:
+        self.in_flight = False
         self.breaker.record_success()
+
+    def ended(self) -> None:
+        if self.in_flight:
+            self.in_flight = False
+            self.breaker.record_no_verdict()
 
 
 # --- Response cache -------------------------------------------------------------------
@@ -176,21 +163,23 @@ def response_cache_usable(*, call: AssistantCall) -> bool:
     return call.config.response_cache_enabled and not call.route.is_emergency
 
 
-def response_cache_get(*, call: AssistantCall) -> Completion | None:
+async def response_cache_get(*, call: AssistantCall) -> Completion | None:
     if not response_cache_usable(call=call):
         return None
     try:
-        hit = cache.get(response_cache_key(call=call))
+        hit = await cache.aget(response_cache_key(call=call))
     except Exception:
         logger.warning("response cache unavailable", exc_info=True)
         return None
     return hit if isinstance(hit, Completion) else None
 
 
-def response_cache_put(*, call: AssistantCall, completion: Completion) -> None:
+async def response_cache_put(*, call: AssistantCall, completion: Completion) -> None:
     if not response_cache_usable(call=call) or not completion.text:
         return
     try:
-        cache.set(response_cache_key(call=call), completion, call.config.response_cache_ttl_s)
+        await cache.aset(
+            response_cache_key(call=call), completion, call.config.response_cache_ttl_s
+        )
     except Exception:
         logger.warning("response cache unavailable", exc_info=True)

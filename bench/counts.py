@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clubos.fake_openai import FakeOpenAI  # noqa: E402
+from devtools.fake_openai import FakeOpenAI  # noqa: E402
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ def render_header(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"app: gunicorn {s['worker_class']} {s['workers']} workers"
             + (f" x {s['threads']} threads, " if s.get("threads") else " (uvloop), ")
-            + f"{s['database']}, Redis cache; upstream: clubos.fake_openai, first token after "
+            + f"{s['database']}, Redis cache; upstream: devtools.fake_openai, first token after "
             f"{up['ttft_s']} s, {up['latency_s']} s per model call; client: {s['client']} "
             f"on uvloop in separate processes"
         )

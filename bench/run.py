@@ -4,7 +4,7 @@
 
 It creates a fresh PostgreSQL database ``clubos_bench`` (dropped first if it exists), migrates it,
 collects static files, flushes Redis db 2, starts the project's fake OpenAI upstream
-(``clubos.fake_openai``: first token after 0.3 s, 1.5 s per model call) and the app under gunicorn
+(``devtools.fake_openai``: first token after 0.3 s, 1.5 s per model call) and the app under gunicorn
 (the project's ``gunicorn.conf.py``, access log off), drives it with ``bench/loadgen.py`` (asyncio
 on uvloop, in processes of its own) and prints, with targets and PASS/FAIL:
 
@@ -408,7 +408,7 @@ def start_stack(
         [
             PYTHON,
             "-m",
-            "clubos.fake_openai",
+            "devtools.fake_openai",
             "--host",
             HOST,
             "--port",

@@ -106,7 +106,7 @@ def main() -> int:
     port = free_port()
     fake = subprocess.Popen(
         [
-            *(sys.executable, "-m", "clubos.fake_openai", "--port", str(port)),
+            *(sys.executable, "-m", "devtools.fake_openai", "--port", str(port)),
             *("--ttft", "0", "--latency", "0", "--log-level", "warning"),
         ],
         cwd=ROOT,

@@ -42,9 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "adrf",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clubos",
+    "accounts",
     "config",
     "routing",
     "assistants",
@@ -79,7 +81,6 @@ TEMPLATES = [
     },
 ]
 
-WSGI_APPLICATION = "clubos.wsgi.application"
 ASGI_APPLICATION = "clubos.asgi.application"
 
 # --- Database -----------------------------------------------------------------------
@@ -117,23 +118,13 @@ else:
         "NAME": str(Path(tempfile.gettempdir()) / f"clubos-test-{os.getpid()}.sqlite3")
     }
 
-# PostgreSQL only: each ASGI worker's event loop has a pool of its own for the request log's
-# final write (and a request served on the loop, its INSERT), so a streamed request does not
-# end with a trip to a thread
-# (config/db_async.py). It grows from one connection as needed: with 4, the final writes
-# of 500 streams ending together queued for ~0.6 s; 10 and more measured alike
-# (bench/README.md). 0 switches it off.
+# PostgreSQL only: each server worker's event loop has a small pool of its own for the request
+# log's two writes (config/db_async.py), so that they go out from the loop without a trip to a
+# thread. 0 switches it off: the ORM writes them from a thread.
 DATABASE_ASYNC_POOL_MAX = env.int("DATABASE_ASYNC_POOL_MAX", default=10)
-# That pool prepares its statement on the server (0.2 ms less per request at 50 clients).
-# Django leaves prepared statements off for poolers in transaction mode; behind one without
-# prepared-statement support, set this to 0 (the write would otherwise fail over to a thread).
+# That pool prepares its statements on the server. Behind a pooler in transaction mode without
+# prepared-statement support, set this to 0.
 DATABASE_ASYNC_PREPARE = env.bool("DATABASE_ASYNC_PREPARE", default=True)
-# Under the ASGI server, a submit (streamed or JSON) with a token the worker knows, valid
-# input and a route the classifier (or the person) settles runs entirely on the event loop,
-# its INSERT on that pool too (requestlogs/apis.py, ``request_submit_on_loop``); everything
-# else takes the middleware and the DRF view in a thread. 0 sends every request the
-# thread's way.
-API_SUBMIT_ON_LOOP = env.bool("API_SUBMIT_ON_LOOP", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -164,9 +155,10 @@ else:
     }
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-# How long a worker trusts an API token it has checked (clubos.auth): a deleted token or a
-# deactivated user is refused everywhere within this many seconds. 0 checks every request.
-API_TOKEN_CACHE_S = env.float("API_TOKEN_CACHE_S", default=10.0)
+# How long a process trusts an API token it has checked (accounts.authentication): a token
+# deleted or a user deactivated elsewhere is refused everywhere within this many seconds (in
+# the process that made the change, at once). 0 checks every request.
+API_TOKEN_CACHE_S = env.float("API_TOKEN_CACHE_S", default=1.0)
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -205,7 +197,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "clubos.auth.CachedTokenAuthentication",
+        "accounts.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from clubos.apis import HealthApi, TokenApi
+from accounts.apis import TokenApi
+from config.apis import HealthApi
 
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/token/", TokenApi.as_view(), name="api-token"),

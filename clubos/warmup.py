@@ -46,7 +46,7 @@ async def warm_up_async() -> None:
     """On the server's event loop: open its connection to the model's server and its
     database pool (ASGI lifespan)."""
     from config.db_async import db_async_open
-    from config.llm import openai_async_channel_warm, openai_configured
+    from config.llm import openai_async_channel_open, openai_configured
 
     try:
         await db_async_open(timeout_s=WARM_UP_TIMEOUT_S)
@@ -54,6 +54,6 @@ async def warm_up_async() -> None:
         logger.warning("warm-up could not connect the event loop to the database", exc_info=True)
     if openai_configured():
         try:
-            await openai_async_channel_warm(timeout_s=WARM_UP_TIMEOUT_S)
+            await openai_async_channel_open(timeout_s=WARM_UP_TIMEOUT_S)
         except Exception:
             logger.warning("warm-up could not reach the model's server", exc_info=True)

@@ -14,32 +14,23 @@ rebuilds within ``LOCAL_FRESH_S`` and the writing process at once. A cache outag
 an error: the value is built from the database, at most once per ``LOCAL_FRESH_S``.
 """
 
-import functools
 import logging
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db import connections
+
+from config.threads import in_thread
 
 logger = logging.getLogger(__name__)
 
 # How stale another process's edit may look: the admin's change reaches every worker
 # within this long, and a warm worker makes at most one stamp read per this interval.
 LOCAL_FRESH_S = 1.0
-# How long past its check a copy may still serve a read that must not wait (``peek``)
-# while the check runs in a thread.
-PEEK_GRACE_S = 4.0
-
-
-@functools.cache
-def _background_checks() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="clubos-snapshot-check")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +53,6 @@ class SharedSnapshot[T]:
         self.kind = kind
         self._held: _Held[T] | None = None
         self._lock = threading.Lock()
-        self._checking = False
         SharedSnapshot._instances.add(self)  # type: ignore[arg-type]
 
     def get(self) -> T:
@@ -80,43 +70,13 @@ class SharedSnapshot[T]:
             return held.value
         return self._refresh(stamp, now)
 
-    def peek(self) -> T | None:
-        """A read that never waits on the cache or the database (the event loop's).
-
-        This process's copy if it was checked within ``LOCAL_FRESH_S``. A copy due its
-        check but younger than ``LOCAL_FRESH_S + PEEK_GRACE_S`` is returned too, and the
-        check runs in a thread meanwhile: the reads after it see any edit, so an edit
-        still reaches the process within about ``LOCAL_FRESH_S``. Otherwise (no copy, or
-        an old one) None: the caller uses ``get``, from a thread.
-        """
+    async def aget(self) -> T:
+        """``get`` for the event loop: this process's copy while it is fresh, otherwise the
+        check (a cache read, perhaps a rebuild from the database) in a thread."""
         held = self._held
-        if held is None:
-            return None
-        age = time.monotonic() - held.checked
-        if age < LOCAL_FRESH_S:
+        if held is not None and time.monotonic() - held.checked < LOCAL_FRESH_S:
             return held.value
-        if age < LOCAL_FRESH_S + PEEK_GRACE_S:
-            self._check_in_background()
-            return held.value
-        return None
-
-    def _check_in_background(self) -> None:
-        # No lock: the caller is an event loop, and ``_refresh`` holds the lock while it
-        # waits on the cache. Two callers racing here only make one check more.
-        if self._checking:
-            return
-        self._checking = True
-        _background_checks().submit(self._background_check)
-
-    def _background_check(self) -> None:
-        try:
-            self.get()
-        except Exception:
-            logger.warning("could not check %s", self.key, exc_info=True)
-        finally:
-            self._checking = False
-            # A rebuild used this thread's database connection: give it back.
-            connections.close_all()
+        return await in_thread(self.get)
 
     def _refresh(self, stamp: object, now: float) -> T:
         # One thread per process rebuilds; the others wait for its result.

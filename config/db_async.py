@@ -1,18 +1,16 @@
-"""The event loop's own connections to PostgreSQL, for the request log's writes.
+"""The event loop's own connections to PostgreSQL, for the request log's two writes.
 
-Under ASGI a streamed request ends on the server's event loop. Django's ORM is synchronous,
-so its UPDATE would be a trip to the request's thread and back, the thread and the loop
-each waiting for the GIL behind every other stream the worker carries: measured at 50
-clients, that write took 2 ms of the 3.5 ms between the model's last byte and the person
-seeing the end (bench/README.md). psycopg's async pool sends the statement from the loop
-itself. The statement is still Django's: the ORM compiles it (``requestlogs.services``),
-this module only executes it, with the connection settings Django uses. A request served
-entirely on the loop (``requestlogs.apis.request_submit_on_loop``) writes its INSERT here too.
+A request runs on the server's event loop. Django's ORM is synchronous, so each of its
+writes would be a trip to a thread and back, the thread and the loop each waiting for the
+GIL behind every other stream the worker carries (bench/README.md). psycopg's async pool
+sends the statement from the loop itself. The statement is still Django's: the ORM compiles
+it (``requestlogs.rows``); this module only executes it, with the connection settings
+Django uses.
 
 One pool per event loop (a connection belongs to the loop that opened it; a server worker
 has one), opened at the server's start (``clubos.warmup.warm_up_async``) and closed at its
 shutdown. Without one (SQLite, ``DATABASE_ASYNC_POOL_MAX=0``, a loop that never opened
-it) callers take the thread path.
+it) the ORM writes from a thread.
 """
 
 import asyncio

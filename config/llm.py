@@ -1,8 +1,8 @@
 """The process's connections to the model's server, shared by the router and the backends.
 
 One client per process keeps its connection pool warm across requests: ``openai_client()``
-(the SDK's) for threads (WSGI, the router), and for the event loop that streams answers
-under ASGI ``openai_async_channel()``: that client's address, key and headers over one
+(the SDK's) for the LLM router, which asks from a thread, and for the event loop that
+streams answers ``openai_async_channel()``: that client's address, key and headers over one
 aiohttp session per loop (its connections belong to that loop; a server worker has one
 loop), opened at start-up. The SDK's own retries are switched off (``max_retries=0``):
 ClubOS has exactly one retry loop, in ``assistants.services``, bounded by the request's
@@ -74,46 +74,56 @@ class UpstreamChannel:
     session: aiohttp.ClientSession
     base_url: str
     headers: Mapping[str, str]
+    for_one_call: bool = False
+    """Made for one call on a loop the server did not open a channel on (a test client's):
+    the caller closes it."""
 
     def url(self, path: str) -> str:
         return self.base_url + path
 
 
+def _channel_new(client: OpenAI, *, for_one_call: bool) -> UpstreamChannel:
+    headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
+    headers.update(
+        {
+            "Authorization": f"Bearer {client.api_key}",
+            "Accept": "text/event-stream",
+            "X-Stainless-Async": "async:asyncio",
+        }
+    )
+    session = aiohttp.ClientSession(
+        # As many connections as streams a worker carries at once (the SDK's limit).
+        connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
+        # Bodies are read as they arrive: no buffering or decompression to undo.
+        auto_decompress=False,
+    )
+    return UpstreamChannel(
+        session=session,
+        base_url=str(client.base_url).rstrip("/") + "/",
+        headers=headers,
+        for_one_call=for_one_call,
+    )
+
+
 def openai_async_channel() -> UpstreamChannel:
-    """The running event loop's channel, created on its first use (or at start-up)."""
-    loop = asyncio.get_running_loop()
-    channel = _channels.get(loop)
+    """The running event loop's channel, opened when the server started
+    (``openai_async_channel_open``); on a loop without one, a channel for one call."""
+    channel = _channels.get(asyncio.get_running_loop())
     if channel is not None:
         return channel
-    client = openai_client()  # raises UpstreamNotConfigured without a key
+    # Raises UpstreamNotConfigured without a key.
+    return _channel_new(openai_client(), for_one_call=True)
+
+
+async def openai_async_channel_open(*, timeout_s: float) -> None:
+    """Open the running loop's channel and its first connection to the model's server (a
+    models list), before the first request needs it (the server's start-up)."""
+    loop = asyncio.get_running_loop()
+    client = openai_client()
     with _lock:
         channel = _channels.get(loop)
         if channel is None:
-            headers = {k: v for k, v in client.default_headers.items() if isinstance(v, str)}
-            headers.update(
-                {
-                    "Authorization": f"Bearer {client.api_key}",
-                    "Accept": "text/event-stream",
-                    "X-Stainless-Async": "async:asyncio",
-                }
-            )
-            session = aiohttp.ClientSession(
-                # As many connections as streams a worker carries at once (the SDK's limit).
-                connector=aiohttp.TCPConnector(limit=CONNECTION_LIMIT),
-                # Bodies are read as they arrive: no buffering or decompression to undo.
-                auto_decompress=False,
-            )
-            channel = UpstreamChannel(
-                session=session, base_url=str(client.base_url).rstrip("/") + "/", headers=headers
-            )
-            _channels[loop] = channel
-        return channel
-
-
-async def openai_async_channel_warm(*, timeout_s: float) -> None:
-    """Open the loop's first connection to the model's server (a models list) before the
-    first request needs it."""
-    channel = openai_async_channel()
+            channel = _channels[loop] = _channel_new(client, for_one_call=False)
     async with channel.session.get(
         channel.url("models"),
         headers={**channel.headers, "Accept": "application/json"},

@@ -59,13 +59,12 @@ system_config_snapshot: SharedSnapshot[ConfigSnapshot] = SharedSnapshot(
 )
 
 
-def system_config_peek() -> ConfigSnapshot | None:
-    """``system_config_get`` without any wait (``SharedSnapshot.peek``): this process's copy, even
-    one due its check for a few seconds while the check runs in a thread; None without one."""
-    return system_config_snapshot.peek()
-
-
 def system_config_get() -> ConfigSnapshot:
     """The current system configuration: this process's copy (checked against the shared
     cache at most once a second, see ``config.caching``), else the database."""
     return system_config_snapshot.get()
+
+
+async def system_config_aget() -> ConfigSnapshot:
+    """``system_config_get`` for the event loop (``SharedSnapshot.aget``)."""
+    return await system_config_snapshot.aget()

@@ -4,26 +4,16 @@ Views are thin: serializers check the shape of the input, ``requestlogs.services
 every write and ``request_log_payload`` is the one definition of the public request object.
 """
 
-import functools
-import json
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
-from typing import IO, Any
+from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.handlers.asgi import ASGIRequest
-from django.core.handlers.exception import response_for_exception
+from adrf.views import APIView as AsyncAPIView
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.http.response import HttpResponseBase
-from django.urls import get_script_prefix, reverse
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -34,159 +24,31 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
-from rest_framework.permissions import IsAdminUser, IsAuthenticated
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from clubos.auth import CachedTokenAuthentication, api_token_user_known
-from clubos.serving import EventStreamResponse, LastPart, request_event_loop
-from config.db_async import db_async_pool
-from config.selectors import system_config_peek
+from config.selectors import system_config_aget
+from config.threads import db_connection_release, in_thread
 from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
+from requestlogs.pipeline import request_answer, request_start
 from requestlogs.selectors import request_log_payload, request_logs_visible_to
-from requestlogs.services import (
-    AnswerDelta,
-    PipelineEvent,
-    RequestDone,
-    RequestInput,
-    RouteChosen,
-    request_escalate,
-    request_feedback_set,
-    request_log_create,
-    request_log_new,
-    request_process,
-    request_process_async,
-    request_process_on_loop,
-    request_validate,
-)
+from requestlogs.services import request_escalate, request_feedback_set
+from requestlogs.sse import EVENT_STREAM, EventStream, EventStreamRenderer
 from requestlogs.stats import timing_stats
-from routing.selectors import route_catalog_get, route_catalog_peek
+from requestlogs.validation import request_validate
+from routing.selectors import route_catalog_aget, route_catalog_get
 
 logger = logging.getLogger(__name__)
 
-EVENT_STREAM = "text/event-stream"
 CHANNEL_HEADER = "HTTP_X_CLUBOS_CHANNEL"
 STATS_DEFAULT_DAYS = 7
 STATS_MAX_DAYS = 366
-
-# What an `error` event says; the row's own `error` column is for staff and may carry
-# upstream details, so it is not sent to clients.
-FAILURE_MESSAGES: dict[str, str] = {
-    RequestStatus.TIMEOUT: "The assistant did not answer in time.",
-    RequestStatus.ERROR: "The assistant could not answer.",
-}
-INTERNAL_ERROR_MESSAGE = "ClubOS failed while answering this request."
-
-
-# --- Server-sent events ---------------------------------------------------------------
-
-
-def sse_frame(event: str, data: dict[str, Any]) -> bytes:
-    """One server-sent event: a name and one line of compact JSON."""
-    payload = json.dumps(data, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
-
-
-def _route_event_data(event: RouteChosen) -> dict[str, Any]:
-    decision = event.decision
-    return {
-        "id": str(event.log.pk),
-        "route": {"slug": decision.route.slug, "name": decision.route.name},
-        "routing": {"source": decision.source, "confidence": round(decision.confidence, 3)},
-        "timings_ms": {"routing": round(decision.elapsed_ms, 1)},
-    }
-
-
-def _done_frame(event: RequestDone) -> bytes:
-    # The request's own catalog: on the event loop, no cache read that could wait.
-    payload = request_log_payload(event.log, catalog=event.catalog)
-    if not event.failed:
-        return sse_frame("done", payload)
-    message = FAILURE_MESSAGES.get(event.log.status, FAILURE_MESSAGES[RequestStatus.ERROR])
-    return sse_frame("error", {**payload, "error": message})
-
-
-def _frame(event: PipelineEvent) -> bytes:
-    if isinstance(event, AnswerDelta):
-        return sse_frame("delta", {"text": event.text})
-    if isinstance(event, RouteChosen):
-        return sse_frame("route", _route_event_data(event))
-    return _done_frame(event)
-
-
-def _internal_error_frame(log: RequestLog) -> bytes:
-    return sse_frame("error", {**request_log_payload(log), "error": INTERNAL_ERROR_MESSAGE})
-
-
-def request_event_stream(events: Iterator[PipelineEvent], log: RequestLog) -> Iterator[bytes]:
-    """The pipeline's events as SSE frames.
-
-    Closing this generator (Django closes the response when the client goes away) closes
-    the pipeline's, whose GeneratorExit handling writes the row's final status.
-    """
-    try:
-        for event in events:
-            yield _frame(event)
-    except Exception:
-        # The pipeline has already marked the row `error`; the client gets a final
-        # event instead of a stream that just stops.
-        logger.exception("request %s failed while streaming", log.pk)
-        log.refresh_from_db()
-        yield _internal_error_frame(log)
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-
-
-async def request_event_stream_async(
-    events: AsyncGenerator[PipelineEvent], log: RequestLog
-) -> AsyncIterator[bytes]:
-    """``request_event_stream`` for the ASGI server (Django iterates it on the event loop)."""
-    try:
-        async for event in events:
-            # The final frame goes out with the end of the body (clubos.asgi).
-            yield LastPart(_frame(event)) if isinstance(event, RequestDone) else _frame(event)
-    except Exception:
-        logger.exception("request %s failed while streaming", log.pk)
-        await sync_to_async(log.refresh_from_db)()
-        yield LastPart(_internal_error_frame(log))
-    finally:
-        await events.aclose()
-
-
-def event_stream_response(content: Iterator[bytes] | AsyncIterator[bytes]) -> EventStreamResponse:
-    response = EventStreamResponse(
-        content, status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
-    )
-    response["Cache-Control"] = "no-cache"
-    # Tell nginx-style proxies to pass every frame on at once.
-    response["X-Accel-Buffering"] = "no"
-    return response
-
-
-def _wants_event_stream(request: Request) -> bool:
-    return EVENT_STREAM in request.META.get("HTTP_ACCEPT", "")
-
-
-class _EventStreamNegotiation(DefaultContentNegotiation):
-    """Errors before the stream starts (400, 401) are JSON even when the client asked for SSE.
-
-    The stream itself is a plain Django response the view returns; DRF renders only the
-    JSON answers, so it must not refuse ``Accept: text/event-stream`` with a 406.
-    """
-
-    def select_renderer(
-        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
-    ) -> tuple[BaseRenderer, str]:
-        if _wants_event_stream(request):
-            return JSONRenderer(), JSONRenderer.media_type
-        return super().select_renderer(request, renderers, format_suffix)
 
 
 # --- Schema-only descriptions of the request object ------------------------------------
@@ -387,8 +249,17 @@ def _visible_log(request: Request, request_id: str) -> RequestLog:
 # --- Views -----------------------------------------------------------------------------
 
 
-class RequestListCreateApi(APIView):
-    content_negotiation_class = _EventStreamNegotiation
+class RequestListCreateApi(AsyncAPIView):
+    """Submit a request (on the event loop: ``requestlogs.pipeline``), or list requests.
+
+    DRF's own policies decide who may submit and how: its authentication, permissions,
+    throttles and content negotiation run before ``post``, from a thread (adrf), and its
+    parser and serializer read the input. A client that negotiates ``text/event-stream``
+    gets the answer as events, anyone else as JSON.
+    """
+
+    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, EventStreamRenderer]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         operation_id="requests_create",
@@ -420,7 +291,7 @@ class RequestListCreateApi(APIView):
             400: VALIDATION_ERROR,
         },
     )
-    def post(self, request: Request) -> Response | StreamingHttpResponse:
+    async def post(self, request: Request) -> Response | StreamingHttpResponse:
         serializer = RequestCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -430,16 +301,37 @@ class RequestListCreateApi(APIView):
             location=data.get("location"),
             user=request.user,
             channel=self._channel(request),
+            config=await system_config_aget(),
+            catalog=await route_catalog_aget(),
         )
-        if _wants_event_stream(request):
-            return self._stream(request, request_input)
-        log = request_log_create(request=request_input)
+        if isinstance(request.accepted_renderer, EventStreamRenderer):
+            run = await request_start(request=request_input)
+            response = StreamingHttpResponse(
+                EventStream(run), status=status.HTTP_201_CREATED, content_type=EVENT_STREAM
+            )
+            response["Cache-Control"] = "no-cache"
+            # Tell nginx-style proxies to pass every frame on at once.
+            response["X-Accel-Buffering"] = "no"
+            return response
+        done = await request_answer(request=request_input)
+        return Response(
+            request_log_payload(done.log, catalog=done.catalog), status=status.HTTP_201_CREATED
+        )
 
-        final = log
-        for event in request_process(request=request_input, log=log):
-            if isinstance(event, RequestDone):
-                final = event.log
-        return Response(request_log_payload(final), status=status.HTTP_201_CREATED)
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """DRF's checks (in a thread); then the thread's pooled database connection, if
+        authentication used one, goes back before the request waits on the model."""
+        try:
+            super().initial(request, *args, **kwargs)
+        finally:
+            db_connection_release()
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # An error is JSON even for a client that asked for events: no stream has started.
+        if isinstance(getattr(self.request, "accepted_renderer", None), EventStreamRenderer):
+            self.request.accepted_renderer = JSONRenderer()
+            self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
 
     @staticmethod
     def _channel(request: Request) -> str:
@@ -448,24 +340,6 @@ class RequestListCreateApi(APIView):
         by_session = isinstance(request.successful_authenticator, SessionAuthentication)
         return Channel.WEB if from_console and by_session else Channel.API
 
-    @staticmethod
-    def _stream(request: Request, request_input: RequestInput) -> StreamingHttpResponse:
-        content: Iterator[bytes] | AsyncIterator[bytes]
-        if isinstance(request._request, ASGIRequest):
-            # Under ASGI this view runs in a thread; routing (which may ask the LLM) runs
-            # here too, then the wait for the answer moves to the event loop and the
-            # thread is free: a waiting request costs a coroutine, not a thread. The
-            # row is written here, while the model's request is already on its way.
-            log = request_log_new(request=request_input)
-            events = request_process_async(
-                request=request_input, log=log, loop=request_event_loop(request._request)
-            )
-            content = request_event_stream_async(events, log)
-        else:
-            log = request_log_create(request=request_input)
-            content = request_event_stream(request_process(request=request_input, log=log), log)
-        return event_stream_response(content)
-
     @extend_schema(
         operation_id="requests_list",
         summary="List requests, newest first",
@@ -473,7 +347,10 @@ class RequestListCreateApi(APIView):
         parameters=[RequestListFilterSerializer],
         responses={200: PaginatedRequestObjectSerializer, 400: VALIDATION_ERROR},
     )
-    def get(self, request: Request) -> Response:
+    async def get(self, request: Request) -> Response:
+        return await in_thread(self._list, request)
+
+    def _list(self, request: Request) -> Response:
         filters = RequestListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         qs = _filtered(request_logs_visible_to(request.user), filters.validated_data)
@@ -642,211 +519,3 @@ class TimingStatsApi(APIView):
                 "overall": overall,
             }
         )
-
-
-# --- The submit on the event loop ------------------------------------------------------
-
-# The configured middleware that leave a token-authenticated submit's response as it is
-# (static files, sessions and messages unused, CSRF exempt, lazy user), and those that
-# only add headers to it, applied here. With any other middleware configured, every
-# request goes the middleware's way.
-_LOOP_INERT_MIDDLEWARE = frozenset(
-    {
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-    }
-)
-_LOOP_HEADER_MIDDLEWARE = frozenset(
-    {
-        "django.middleware.security.SecurityMiddleware",
-        "django.middleware.common.CommonMiddleware",  # a JSON answer's Content-Length
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    }
-)
-_loop_lanes: dict[tuple[str, ...], "list[Any] | None"] = {}
-# What an Accept header may list for DRF to answer in JSON: its first renderer is JSON's
-# (``_loop_policies_match``) and a media type's parameters (``indent=4``) change the body.
-_JSON_ACCEPTED = frozenset({b"", b"application/json", b"*/*"})
-
-
-def _loop_header_middleware() -> list[Any] | None:
-    """The header-adding middleware, in the order their ``process_response`` runs; None
-    when the lane is off (the setting, or middleware it does not know)."""
-    if not settings.API_SUBMIT_ON_LOOP:
-        return None
-    names = tuple(settings.MIDDLEWARE)
-    if names not in _loop_lanes:
-        known = _LOOP_INERT_MIDDLEWARE | _LOOP_HEADER_MIDDLEWARE
-        _loop_lanes[names] = (
-            None
-            if any(name not in known for name in names) or not _loop_policies_match()
-            else [
-                import_string(name)(_never_called)
-                for name in reversed(names)
-                if name in _LOOP_HEADER_MIDDLEWARE
-            ]
-        )
-    return _loop_lanes[names]
-
-
-def _loop_policies_match() -> bool:
-    """Whether the view's DRF policies (fixed when its class is made) are the ones the lane
-    applies: a token (a session it leaves to the view), authenticated users, no throttling,
-    JSON in (the lane's parser is DRF's JSON one) and JSON out first."""
-    view = RequestListCreateApi()
-    return (
-        any(isinstance(a, CachedTokenAuthentication) for a in view.get_authenticators())
-        and list(view.permission_classes) == [IsAuthenticated]
-        and not view.get_throttles()
-        and JSONParser in view.parser_classes
-        and view.renderer_classes[0] is JSONRenderer
-    )
-
-
-def _never_called(request: HttpRequest) -> HttpResponseBase:
-    raise AssertionError("the loop lane only runs the middleware's process_response")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # as DRF's strict JSON parser
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _answer_format(accept: bytes, query_string: bytes) -> str | None:
-    """``sse`` or ``json``, as the view would answer; None when only DRF's negotiation
-    can tell (another media type, parameters, a ``?format=``)."""
-    if EVENT_STREAM.encode() in accept:
-        return "sse"
-    if query_string:
-        return None
-    wanted = {media.strip() for media in accept.split(b",")}
-    return "json" if wanted <= _JSON_ACCEPTED else None
-
-
-async def request_submit_on_loop(
-    scope: dict[str, Any], body_file: IO[bytes]
-) -> HttpResponseBase | None:
-    """``RequestListCreateApi.post`` on the event loop: no thread, no middleware chain, no
-    DRF dispatch, the row's INSERT on the loop's own database connection.
-
-    The common request only: a JSON submit whose token this worker already trusts
-    (``api_token_user_known``), with valid input, asking for events or for JSON, served by
-    ``request_process_on_loop``. Anything else, including every 400 and 401, returns None
-    before anything is written or sent, and the request takes the middleware and the view
-    in a thread, which answer it as always. The response is the view's: the same events
-    or body, status and headers (DRF's, the middleware's).
-    """
-    middleware = _loop_header_middleware()
-    if middleware is None or scope.get("method") != "POST":
-        return None
-    pool = db_async_pool()
-    if pool is None:
-        return None
-    # From the scope itself: Django's request object is made once the model's request is
-    # on its way, for the middleware's headers.
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope.get("headers", ()):
-        headers[name] = headers[name] + b"," + value if name in headers else value
-    answer_format = _answer_format(headers.get(b"accept", b""), scope.get("query_string", b""))
-    if answer_format is None:
-        return None
-    media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-    if media_type != b"application/json":
-        return None
-    path, script = scope.get("path", ""), scope.get("root_path", "")
-    if (path.removeprefix(script) if script else path) != _requests_path_info():
-        return None
-    user = api_token_user_known(headers.get(b"authorization", b""))
-    if user is None:
-        return None
-    # This process's copies only (``peek``): reading them afresh may wait on the cache or
-    # the database, which a thread does.
-    config, catalog = system_config_peek(), route_catalog_peek()
-    if config is None or catalog is None:
-        return None
-    # Not request.body: that closes the file, which the thread's way may still need.
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    body = body_file.read(-1 if limit is None else limit + 1)
-    body_file.seek(0)
-    if limit is not None and len(body) > limit:
-        return None
-    data = _json_object(body)
-    if data is None:
-        return None
-    try:
-        request_input = request_validate(
-            text=data.get("text"),
-            route=data.get("route"),
-            location=data.get("location"),
-            user=user,
-            channel=Channel.API,
-            config=config,
-            catalog=catalog,
-        )
-    except ValidationError:
-        return None
-    processed = await request_process_on_loop(request=request_input, pool=pool)
-    if processed is None:
-        return None
-    log, events = processed
-    response: HttpResponseBase
-    if answer_format == "sse":
-        request = ASGIRequest(scope, body_file)
-        response = event_stream_response(request_event_stream_async(events, log))
-    else:
-        done = await _last_event(events)
-        request = ASGIRequest(scope, body_file)
-        if isinstance(done, Exception):
-            return await sync_to_async(response_for_exception)(request, done)
-        response = HttpResponse(
-            JSONRenderer().render(request_log_payload(done.log, catalog=done.catalog)),
-            status=status.HTTP_201_CREATED,
-            content_type=JSONRenderer.media_type,
-        )
-    for name, value in _drf_headers().items():
-        response[name] = value
-    for each in middleware:
-        response = each.process_response(request, response)
-    return response
-
-
-async def _last_event(events: AsyncGenerator[PipelineEvent]) -> RequestDone | Exception:
-    """A JSON answer's wait: the pipeline run to its end (its row final), or what broke it
-    (the row marked as an internal error by the pipeline itself)."""
-    done: RequestDone | None = None
-    try:
-        async for event in events:
-            if isinstance(event, RequestDone):
-                done = event
-    except Exception as exc:
-        return exc
-    finally:
-        await events.aclose()
-    if done is None:
-        return RuntimeError("the request's pipeline ended without its final event")
-    return done
-
-
-@functools.cache
-def _requests_path_info() -> str:
-    """The submit's path, without the script prefix (as a request's ``path_info``)."""
-    return "/" + reverse("api-requests")[len(get_script_prefix()) :]
-
-
-@functools.cache
-def _drf_headers() -> dict[str, str]:
-    """The headers DRF adds to the view's every response (``Allow``, and ``Vary`` when it
-    has renderers to choose from)."""
-    view = RequestListCreateApi()
-    view.setup(HttpRequest())  # as as_view() does: HEAD comes with GET
-    return dict(view.default_response_headers)

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from requestlogs.models import RequestLog
 from requestlogs.selectors import request_logs_visible_to
-from requestlogs.services import COMMENT_MAX_CHARS, LOCATION_MAX_CHARS, TEXT_MAX_CHARS
+from requestlogs.validation import COMMENT_MAX_CHARS, LOCATION_MAX_CHARS, TEXT_MAX_CHARS
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 
 HISTORY_SIZE = 10

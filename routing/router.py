@@ -3,12 +3,11 @@
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from config.selectors import ConfigSnapshot
+from config.threads import in_thread
 from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies import STRATEGIES, RouteDecision, RoutingError, RoutingStrategy
-from routing.strategies.base import no_wait
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +40,14 @@ def _default_decision(catalog: RouteCatalog, config: ConfigSnapshot) -> RouteSna
     return enabled[-1]
 
 
-def routing_ready(*, requested: str, catalog: RouteCatalog, config: ConfigSnapshot) -> bool:
-    """Whether ``route_decide`` can start at once, with nothing to build or train first."""
-    return requested != AUTO or strategy_get(config.routing_strategy).ready(catalog)
-
-
-def route_decide(
-    *,
-    text: str,
-    requested: str,
-    catalog: RouteCatalog,
-    config: ConfigSnapshot,
-    before_wait: Callable[[], None] = no_wait,
+async def route_decide(
+    *, text: str, requested: str, catalog: RouteCatalog, config: ConfigSnapshot
 ) -> RouteDecision:
     """Decide the route. A chosen route costs nothing; 'auto' runs the configured strategy.
 
-    ``before_wait`` runs right before a strategy waits on a model (``RoutingStrategy``).
+    On the event loop, as every strategy's ``adecide``: the rules and the classifier
+    compute there, the LLM router waits in a thread, and a classifier that must train
+    first (start-up, an admin's edit of the examples) trains in a thread too.
 
     The configured strategy's failure (the LLM router's upstream down, say) falls back to
     the keyword rules, then to the default route: routing never fails a request.
@@ -76,10 +67,11 @@ def route_decide(
     for name in chain:
         if name == "llm" and not config.llm_routing_enabled:
             continue
+        strategy = strategy_get(name)
+        if not strategy.ready(catalog):
+            await in_thread(strategy.warm, catalog)
         try:
-            decision = strategy_get(name).decide(
-                text, catalog=catalog, config=config, before_wait=before_wait
-            )
+            decision = await strategy.adecide(text, catalog=catalog, config=config)
         except RoutingError as exc:
             upstream_calls += exc.upstream_calls
             note = str(exc)

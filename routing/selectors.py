@@ -113,16 +113,15 @@ route_catalog_snapshot: SharedSnapshot[RouteCatalog] = SharedSnapshot(
 )
 
 
-def route_catalog_peek() -> RouteCatalog | None:
-    """``route_catalog_get`` without any wait (``SharedSnapshot.peek``): this process's copy, even
-    one due its check for a few seconds while the check runs in a thread; None without one."""
-    return route_catalog_snapshot.peek()
-
-
 def route_catalog_get() -> RouteCatalog:
     """The routes as the request path sees them: this process's copy (checked against the
     shared cache at most once a second, see ``config.caching``), else the database."""
     return route_catalog_snapshot.get()
+
+
+async def route_catalog_aget() -> RouteCatalog:
+    """``route_catalog_get`` for the event loop (``SharedSnapshot.aget``)."""
+    return await route_catalog_snapshot.aget()
 
 
 def route_training_examples() -> list[tuple[str, str]]:

@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-# DJANGO_SECRET_KEY and DJANGO_ALLOW_ASYNC_UNSAFE (Playwright's sync API runs an event loop
-# in the test thread) are set by pytest-env from pyproject.toml, before Django loads.
+# DJANGO_SECRET_KEY is set by pytest-env from pyproject.toml, before Django loads. Django's
+# guard against synchronous database calls on an event loop is on (only the browser tests,
+# whose Playwright runs a loop in the test's thread, lift it).
 
 pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack", "tests.fixtures_asgi"]
 
@@ -46,8 +47,8 @@ def _clean_process_state() -> Iterator[None]:
     """Each test starts with empty caches (shared and in-process) and closed circuit breakers."""
     from django.core.cache import cache
 
+    from accounts.authentication import api_token_cache
     from assistants.breaker import breakers_reset
-    from clubos.auth import api_token_cache
     from config.caching import SharedSnapshot
 
     cache.clear()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.slack_server import FakeSlack
+from devtools.slack_server import FakeSlack
 
 
 @pytest.fixture(scope="session")

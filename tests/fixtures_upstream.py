@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clubos.fake_openai import FakeOpenAI
+from devtools.fake_openai import FakeOpenAI
 
 
 @pytest.fixture(scope="session")

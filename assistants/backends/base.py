@@ -1,7 +1,7 @@
 """What an assistant backend is: a routed request in, a stream of answer text out."""
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
@@ -56,26 +56,20 @@ class AssistantError(Exception):
 
 
 class AssistantBackend(ABC):
-    """Answers a routed request, streaming.
+    """Answers a routed request, streaming, on the event loop.
 
-    ``stream`` yields ``TextDelta`` events as the answer grows and one ``Completion``
-    last, or raises ``AssistantError``. Each call of ``stream`` is one upstream call: it
-    never retries (the one retry loop is ``assistants.services.AssistantCall``) and
-    never writes the request log. ``calls_upstream`` says whether it reaches a model.
-    ``astream`` is the same for an event loop (the ASGI server); a backend that waits on
-    the network must override it so the wait does not block the loop.
+    ``astream`` yields ``TextDelta`` events as the answer grows and one ``Completion``
+    last, or raises ``AssistantError``. Each call of ``astream`` is one upstream call: it
+    never retries (the one retry loop is ``assistants.services.AssistantCall``) and never
+    writes the request log. ``calls_upstream`` says whether it reaches a model; a backend
+    that does not only computes, and never waits.
     """
 
     name: ClassVar[str]
     calls_upstream: ClassVar[bool] = True
 
     @abstractmethod
-    def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]: ...
-
-    async def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
-        # Only for backends that do no I/O (the offline one): computing is all they do.
-        for event in self.stream(request):
-            yield event
+    def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]: ...
 
     def user_message(self, request: AssistantRequest) -> str:
         if request.location:

@@ -1,7 +1,7 @@
 """Answers from the route's own SOP entries: useful with no key, and never down."""
 
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from assistants.backends.base import (
     AssistantBackend,
@@ -73,7 +73,7 @@ class OfflineBackend(AssistantBackend):
     name = "offline"
     calls_upstream = False
 
-    def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
+    async def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
         answer = offline_answer(request)
         # Stream in line-sized pieces so the console and SSE clients behave as with a model.
         for piece in answer.splitlines(keepends=True):

@@ -1,16 +1,13 @@
-"""Backends that call an OpenAI-compatible upstream: the SDK in threads, aiohttp on the loop."""
+"""Backends that stream from an OpenAI-compatible upstream, on the event loop, through aiohttp."""
 
 import asyncio
 import contextlib
 import json
-import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 import aiohttp
-import httpx2
-import openai
 
 from assistants.backends.base import (
     AssistantBackend,
@@ -21,14 +18,10 @@ from assistants.backends.base import (
     StreamEvent,
     TextDelta,
 )
-from config.llm import UpstreamNotConfigured, openai_async_channel, openai_client
+from config.llm import UpstreamNotConfigured, openai_async_channel
 
 CONNECT_S = 3.0
-
-
-def call_timeout(seconds: float) -> httpx2.Timeout:
-    """A per-call timeout: the read gap and the whole budget are the same number."""
-    return httpx2.Timeout(seconds, connect=min(seconds, CONNECT_S))
+_TOO_SLOW = "the model did not finish in time"
 
 
 def status_failure(status: int) -> AssistantError:
@@ -40,20 +33,16 @@ def status_failure(status: int) -> AssistantError:
     return AssistantError(FailureKind.REJECTED, f"the model refused the call ({status})")
 
 
-def translate_openai_error(exc: Exception) -> AssistantError:
-    """The SDK's (and, on the event loop, aiohttp's) exceptions as our failure kinds."""
+def translate_upstream_error(exc: Exception) -> AssistantError:
+    """What went wrong on the way to the model, as our failure kinds."""
     if isinstance(exc, AssistantError):
         return exc
     if isinstance(exc, UpstreamNotConfigured):
         return AssistantError(FailureKind.UNAVAILABLE, str(exc))
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return AssistantError(FailureKind.TIMEOUT, "the model did not answer in time")
-    if isinstance(exc, openai.APIStatusError):
-        return status_failure(exc.status_code)
-    if isinstance(exc, openai.APIConnectionError | httpx2.HTTPError | aiohttp.ClientError):
+    if isinstance(exc, aiohttp.ClientError | OSError):
         return AssistantError(FailureKind.UPSTREAM, "lost the connection to the model")
-    if isinstance(exc, openai.OpenAIError):
-        return AssistantError(FailureKind.UPSTREAM, f"the model's answer was unusable: {exc}")
     raise exc
 
 
@@ -116,25 +105,6 @@ class _StreamProtocol(ABC):
         """The completion once the body has ended; raises if the stream ended early."""
 
 
-def _read_stream(response: Any, protocol: _StreamProtocol) -> Iterator[StreamEvent]:
-    """The answer as ``TextDelta`` events, one per network read, then its ``Completion``.
-
-    The body is read from the raw HTTP response, not through the SDK's per-event models:
-    for a streamed answer of a few hundred token deltas those were most of the server's
-    CPU per request, and the two fields read here need none of it. Text that arrives in
-    one read is one delta (one write to the person, not one per token). The body is read
-    to its end so that the connection goes back to the client's pool for the next call.
-    """
-    decoder = SSEDecoder()
-    parts: list[str] = []
-    for chunk in response.http_response.iter_bytes():
-        text = _chunk_text(decoder, protocol, chunk)
-        if text:
-            parts.append(text)
-            yield TextDelta(text)
-    yield protocol.completion("".join(parts))
-
-
 def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) -> str:
     texts = []
     for name, data in decoder.feed(chunk):
@@ -143,105 +113,6 @@ def _chunk_text(decoder: SSEDecoder, protocol: _StreamProtocol, chunk: bytes) ->
         elif protocol.wanted(name):
             texts.append(protocol.text_of(_json(data)))
     return "".join(texts)
-
-
-_TOO_SLOW = "the model did not finish in time"
-
-
-async def _post_stream(path: str, body: dict[str, Any], budget_s: float) -> aiohttp.ClientResponse:
-    """Send one streamed call on the event loop's channel; its response once the headers
-    are in, or the failure an error status means."""
-    channel = openai_async_channel()
-    response = await channel.session.post(
-        channel.url(path),
-        data=json.dumps(body).encode(),
-        headers=channel.headers,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(budget_s, CONNECT_S)),
-    )
-    if response.status >= 400:
-        response.close()
-        raise status_failure(response.status)
-    return response
-
-
-async def _aguarded(
-    open_stream: Callable[[], Awaitable[aiohttp.ClientResponse]],
-    protocol: _StreamProtocol,
-    budget_s: float,
-) -> AsyncIterator[StreamEvent]:
-    """``_guarded`` and ``_read_stream`` for an event loop: one streamed call, budget included.
-
-    Every wait (the response's headers, each read) is bounded by what is left of the
-    budget, so a hanging model costs the loop nothing and the request no more than that.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_s
-    try:
-        async with asyncio.timeout_at(deadline):
-            response = await open_stream()
-    except TimeoutError as exc:
-        raise AssistantError(FailureKind.TIMEOUT, "the model did not answer in time") from exc
-    except Exception as exc:
-        raise translate_openai_error(exc) from exc
-    try:
-        decoder = SSEDecoder()
-        parts: list[str] = []
-        chunks = response.content.iter_any()
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                break
-            except TimeoutError as exc:
-                raise AssistantError(FailureKind.TIMEOUT, _TOO_SLOW) from exc
-            text = _chunk_text(decoder, protocol, chunk)
-            if text:
-                parts.append(text)
-                yield TextDelta(text)
-            if protocol.ended:
-                break
-        # Once the answer has ended it is complete: the row's final write need not wait
-        # for the body's end, which is read once the caller asks for more (after the person
-        # has everything), so that the connection serves the next call.
-        yield protocol.completion("".join(parts))
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout_at(deadline):
-                async for _ in chunks:
-                    pass
-    except AssistantError:
-        raise
-    except Exception as exc:
-        raise translate_openai_error(exc) from exc
-    finally:
-        # Read to its end, the connection goes back to the pool; cut short, it is closed.
-        response.release()
-
-
-def _guarded(
-    open_stream: Callable[[], Any], read: Callable[[Any], Iterator[StreamEvent]], budget_s: float
-) -> Iterator[StreamEvent]:
-    """Run a streamed call, translating its errors and enforcing the whole-call budget.
-
-    The per-call timeout bounds each read; a model that trickles tokens forever is cut
-    off here, when the budget is spent.
-    """
-    deadline = time.monotonic() + budget_s
-    try:
-        response = open_stream()
-    except Exception as exc:
-        raise translate_openai_error(exc) from exc
-    try:
-        for event in read(response):
-            if time.monotonic() > deadline:
-                raise AssistantError(FailureKind.TIMEOUT, _TOO_SLOW)
-            yield event
-    except AssistantError:
-        raise
-    except Exception as exc:
-        raise translate_openai_error(exc) from exc
-    finally:
-        response.close()
 
 
 # The Responses API events text_of reads. The others (response.created, the .done events
@@ -320,12 +191,96 @@ class _ChatProtocol(_StreamProtocol):
         )
 
 
-class OpenAIResponsesBackend(AssistantBackend):
+class _OpenAICompatibleBackend(AssistantBackend):
+    """One streamed call to an OpenAI-compatible server, bounded by the request's budget.
+
+    Sent straight through aiohttp with the OpenAI client's address, key and headers
+    (``config.llm.openai_async_channel``): through the SDK's async client, building and
+    sending the call cost three times the CPU (bench/README.md). Every wait (the response's
+    headers, each read) is bounded by what is left of the budget, so a hanging model costs
+    the loop nothing and the request no more than that. The body is read from the raw
+    HTTP response: text that arrives in one read is one delta (one write to the person, not
+    one per token), and only the events that can matter are parsed.
+    """
+
+    path: ClassVar[str]
+    protocol: ClassVar[type[_StreamProtocol]]
+
+    @abstractmethod
+    def body(self, request: AssistantRequest) -> dict[str, Any]: ...
+
+    async def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
+        deadline = asyncio.get_running_loop().time() + request.timeout_s
+        try:
+            channel = openai_async_channel()
+        except UpstreamNotConfigured as exc:
+            raise translate_upstream_error(exc) from exc
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    response = await channel.session.post(
+                        channel.url(self.path),
+                        data=json.dumps(self.body(request)).encode(),
+                        headers=channel.headers,
+                        timeout=aiohttp.ClientTimeout(
+                            total=None, sock_connect=min(request.timeout_s, CONNECT_S)
+                        ),
+                    )
+            except Exception as exc:
+                raise translate_upstream_error(exc) from exc
+            if response.status >= 400:
+                response.close()
+                raise status_failure(response.status)
+            try:
+                async for event in self._read(response, request, deadline):
+                    yield event
+            finally:
+                # Read to its end, the connection goes back to the pool; cut short, closed.
+                response.release()
+        finally:
+            if channel.for_one_call:
+                await channel.session.close()
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, request: AssistantRequest, deadline: float
+    ) -> AsyncIterator[StreamEvent]:
+        protocol = self.protocol(request.model)
+        decoder = SSEDecoder()
+        parts: list[str] = []
+        chunks = response.content.iter_any()
+        try:
+            while not protocol.ended:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    raise AssistantError(FailureKind.TIMEOUT, _TOO_SLOW) from exc
+                text = _chunk_text(decoder, protocol, chunk)
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+        except AssistantError:
+            raise
+        except Exception as exc:
+            raise translate_upstream_error(exc) from exc
+        # Once the answer has ended it is complete: the row's final write need not wait for
+        # the body's end, which is read once the caller asks for more (after the person has
+        # everything), so that the connection serves the next call.
+        yield protocol.completion("".join(parts))
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout_at(deadline):
+                async for _ in chunks:
+                    pass
+
+
+class OpenAIResponsesBackend(_OpenAICompatibleBackend):
     """OpenAI's Responses API, streamed; instructions come from the route, not a dashboard."""
 
     name = "openai-responses"
-
     path = "responses"
+    protocol = _ResponsesProtocol
 
     def body(self, request: AssistantRequest) -> dict[str, Any]:
         return {
@@ -336,36 +291,13 @@ class OpenAIResponsesBackend(AssistantBackend):
             "store": False,
         }
 
-    def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
-        def open_stream() -> Any:
-            # Entering the SDK's context manager sends the request; _guarded closes the
-            # response it returns, which is all its __exit__ would do.
-            return (
-                openai_client()
-                .responses.with_streaming_response.create(
-                    **self.body(request), timeout=call_timeout(request.timeout_s)
-                )
-                .__enter__()
-            )
 
-        def read(response: Any) -> Iterator[StreamEvent]:
-            return _read_stream(response, _ResponsesProtocol(request.model))
-
-        return _guarded(open_stream, read, request.timeout_s)
-
-    def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
-        def open_stream() -> Awaitable[aiohttp.ClientResponse]:
-            return _post_stream(self.path, self.body(request), request.timeout_s)
-
-        return _aguarded(open_stream, _ResponsesProtocol(request.model), request.timeout_s)
-
-
-class OpenAIChatBackend(AssistantBackend):
+class OpenAIChatBackend(_OpenAICompatibleBackend):
     """Chat Completions, for OpenAI-compatible servers (vLLM, Ollama, LiteLLM)."""
 
     name = "openai-chat"
-
     path = "chat/completions"
+    protocol = _ChatProtocol
 
     def body(self, request: AssistantRequest) -> dict[str, Any]:
         return {
@@ -377,24 +309,3 @@ class OpenAIChatBackend(AssistantBackend):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-
-    def stream(self, request: AssistantRequest) -> Iterator[StreamEvent]:
-        def open_stream() -> Any:
-            return (
-                openai_client()
-                .chat.completions.with_streaming_response.create(
-                    **self.body(request), timeout=call_timeout(request.timeout_s)
-                )
-                .__enter__()
-            )
-
-        def read(response: Any) -> Iterator[StreamEvent]:
-            return _read_stream(response, _ChatProtocol(request.model))
-
-        return _guarded(open_stream, read, request.timeout_s)
-
-    def astream(self, request: AssistantRequest) -> AsyncIterator[StreamEvent]:
-        def open_stream() -> Awaitable[aiohttp.ClientResponse]:
-            return _post_stream(self.path, self.body(request), request.timeout_s)
-
-        return _aguarded(open_stream, _ChatProtocol(request.model), request.timeout_s)

@@ -1,11 +1,11 @@
 """What a routing strategy is: text in, a decision (or "can't tell") out."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from config.selectors import ConfigSnapshot
+from config.threads import in_thread
 from routing.selectors import RouteCatalog, RouteSnapshot
 
 
@@ -17,10 +17,6 @@ class RouteDecision:
     elapsed_ms: float = 0.0
     upstream_calls: int = 0
     note: str = ""
-
-
-def no_wait() -> None:
-    """``before_wait`` when the caller has nothing to do before a wait."""
 
 
 class RoutingError(Exception):
@@ -38,9 +34,14 @@ class RoutingStrategy(ABC):
     raises ``RoutingError`` when it could not work at all. It never calls an assistant.
     Instances live for the whole process; anything they precompute from the catalog
     must be keyed by ``catalog.fingerprint``.
+
+    ``adecide`` is the same decision on an event loop (the request's pipeline). A strategy
+    that only computes (``waits = False``) decides there at once; one that waits on the
+    network decides in a thread, unless it overrides ``adecide``.
     """
 
     name: ClassVar[str]
+    waits: ClassVar[bool] = False
 
     def warm(self, catalog: RouteCatalog) -> None:  # noqa: B027  (optional hook)
         """Build whatever ``decide`` precomputes, so the first request does not pay for it."""
@@ -51,14 +52,12 @@ class RoutingStrategy(ABC):
 
     @abstractmethod
     def decide(
-        self,
-        text: str,
-        *,
-        catalog: RouteCatalog,
-        config: ConfigSnapshot,
-        before_wait: Callable[[], None] = no_wait,
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
+    ) -> RouteDecision | None: ...
+
+    async def adecide(
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:
-        """``before_wait`` runs right before the strategy waits on a model, and only then:
-        the caller makes durable what must be, and frees what it holds, before a wait of
-        seconds (``requestlogs``: the row is written and the database connection given
-        back)."""
+        if self.waits:
+            return await in_thread(self.decide, text, catalog=catalog, config=config)
+        return self.decide(text, catalog=catalog, config=config)

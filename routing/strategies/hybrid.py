@@ -2,12 +2,11 @@
 
 import logging
 import time
-from collections.abc import Callable
 
 from config.llm import openai_configured
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
-from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy, no_wait
+from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy
 from routing.strategies.llm import LLMStrategy
 from routing.strategies.local import LocalStrategy
 from routing.strategies.rules import emergency_match
@@ -36,42 +35,78 @@ class HybridStrategy(RoutingStrategy):
         return self.local.ready(catalog)
 
     def decide(
-        self,
-        text: str,
-        *,
-        catalog: RouteCatalog,
-        config: ConfigSnapshot,
-        before_wait: Callable[[], None] = no_wait,
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> RouteDecision | None:
         started = time.perf_counter()
+        sure, local = self._without_llm(text, catalog, config)
+        if sure is not None or not self._asks_llm(config):
+            return self._settled(sure, local, started)
+        try:
+            asked = self.llm.decide(text, catalog=catalog, config=config)
+        except RoutingError as exc:
+            return self._llm_failed(exc, local, started)
+        return self._llm_answered(asked, local, started)
+
+    async def adecide(
+        self, text: str, *, catalog: RouteCatalog, config: ConfigSnapshot
+    ) -> RouteDecision | None:
+        """``decide`` on the event loop: the rules and the classifier there, and only an
+        unsure request's question to the LLM in a thread."""
+        started = time.perf_counter()
+        sure, local = self._without_llm(text, catalog, config)
+        if sure is not None or not self._asks_llm(config):
+            return self._settled(sure, local, started)
+        try:
+            asked = await self.llm.adecide(text, catalog=catalog, config=config)
+        except RoutingError as exc:
+            return self._llm_failed(exc, local, started)
+        return self._llm_answered(asked, local, started)
+
+    def _without_llm(
+        self, text: str, catalog: RouteCatalog, config: ConfigSnapshot
+    ) -> tuple[RouteDecision | None, RouteDecision | None]:
+        """The decision when the rules or a confident classifier settle it, and the
+        classifier's guess either way."""
         emergency = emergency_match(text, catalog)
         if emergency is not None:
-            return _decision(emergency, 1.0, "rules", started)
-
+            return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
         local = self._local(text, catalog)
         if local is not None and local.confidence >= config.confidence_threshold:
-            return _decision(local.route, local.confidence, "local", started)
+            return local, local
+        return None, local
 
-        if config.llm_routing_enabled and openai_configured():
-            try:
-                decision = self.llm.decide(
-                    text, catalog=catalog, config=config, before_wait=before_wait
-                )
-            except RoutingError as exc:
-                logger.warning("LLM router failed, keeping the local guess: %s", exc)
-                if local is None:
-                    raise
-                return _decision(
-                    local.route, local.confidence, "local", started, exc.upstream_calls, str(exc)
-                )
-            if decision is not None:
-                return _decision(
-                    decision.route, decision.confidence, "llm", started, decision.upstream_calls
-                )
+    @staticmethod
+    def _asks_llm(config: ConfigSnapshot) -> bool:
+        return config.llm_routing_enabled and openai_configured()
+
+    @staticmethod
+    def _settled(
+        sure: RouteDecision | None, local: RouteDecision | None, started: float
+    ) -> RouteDecision | None:
         # Unsure, and no LLM to ask: the classifier's best guess still beats a fixed default.
-        if local is None:
+        decision = sure or local
+        if decision is None:
             return None
-        return _decision(local.route, local.confidence, "local", started)
+        return _decision(decision.route, decision.confidence, decision.source, started)
+
+    @staticmethod
+    def _llm_failed(
+        exc: RoutingError, local: RouteDecision | None, started: float
+    ) -> RouteDecision:
+        logger.warning("LLM router failed, keeping the local guess: %s", exc)
+        if local is None:
+            raise exc
+        return _decision(
+            local.route, local.confidence, "local", started, exc.upstream_calls, str(exc)
+        )
+
+    @staticmethod
+    def _llm_answered(
+        asked: RouteDecision | None, local: RouteDecision | None, started: float
+    ) -> RouteDecision | None:
+        if asked is not None:
+            return _decision(asked.route, asked.confidence, "llm", started, asked.upstream_calls)
+        return HybridStrategy._settled(None, local, started)
 
     def _local(self, text: str, catalog: RouteCatalog) -> RouteDecision | None:
         probs = self.local.route_probabilities(text, catalog)

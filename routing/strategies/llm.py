@@ -6,7 +6,6 @@ of and for comparison. It never answers the request itself.
 
 import json
 import time
-from collections.abc import Callable
 
 import httpx2
 import openai
@@ -15,7 +14,7 @@ from django.conf import settings
 from config.llm import UpstreamNotConfigured, openai_client
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog
-from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy, no_wait
+from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy
 
 # Routing is a short classification: it gets a tight budget of its own.
 LLM_ROUTING_TIMEOUT_S = 8.0
@@ -48,6 +47,7 @@ def routing_prompt(catalog: RouteCatalog) -> str:
 
 class LLMStrategy(RoutingStrategy):
     name = "llm"
+    waits = True  # one model call, through the SDK, in a thread
 
     def decide(
         self,
@@ -55,7 +55,6 @@ class LLMStrategy(RoutingStrategy):
         *,
         catalog: RouteCatalog,
         config: ConfigSnapshot,
-        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         slugs = [r.slug for r in catalog.enabled]
         if not slugs:
@@ -66,7 +65,6 @@ class LLMStrategy(RoutingStrategy):
             client = openai_client()
         except UpstreamNotConfigured as exc:
             raise RoutingError(str(exc)) from exc
-        before_wait()
         try:
             if settings.ASSISTANT_BACKEND == "openai-chat":
                 chat = client.chat.completions.create(

@@ -1,12 +1,11 @@
 """Local routing: the trained classifier, in-process, no network."""
 
 import time
-from collections.abc import Callable
 
 from config.selectors import ConfigSnapshot
 from routing.classifier import local_router_model
 from routing.selectors import RouteCatalog
-from routing.strategies.base import RouteDecision, RoutingStrategy, no_wait
+from routing.strategies.base import RouteDecision, RoutingStrategy
 
 
 class LocalStrategy(RoutingStrategy):
@@ -37,7 +36,6 @@ class LocalStrategy(RoutingStrategy):
         *,
         catalog: RouteCatalog,
         config: ConfigSnapshot,
-        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         started = time.perf_counter()
         probs = self.route_probabilities(text, catalog)

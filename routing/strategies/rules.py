@@ -65,12 +65,12 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
-from routing.strategies.base import RouteDecision, RoutingStrategy, no_wait
+from routing.strategies.base import RouteDecision, RoutingStrategy
 
 # --------------------------------------------------------------------------- text handling
 
@@ -587,7 +587,6 @@ class RulesStrategy(RoutingStrategy):
         *,
         catalog: RouteCatalog,
         config: ConfigSnapshot | None = None,
-        before_wait: Callable[[], None] = no_wait,
     ) -> RouteDecision | None:
         started = time.perf_counter()
         compiled = self.compiled(catalog)

@@ -12,7 +12,7 @@ import pytest
 from assistants.backends.base import AssistantError, Completion, FailureKind, TextDelta
 from assistants.backends.openai_backends import status_failure
 from assistants.services import AssistantCall
-from config.llm import openai_async_channel_close
+from config.llm import openai_async_channel_close, openai_async_channel_open
 from config.selectors import system_config_get
 from config.services import system_config_update
 from routing.models import Route
@@ -29,17 +29,23 @@ def tech_call() -> AssistantCall:
     return AssistantCall(text=TEXT, location="Bay 3", route=route, config=system_config_get())
 
 
-def on_a_loop[T](work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work`` on a new event loop, as a server worker would, and close the loop's
-    channel to the model's server afterwards."""
+def on_a_loop[T](work: Callable[[], Awaitable[T]], *, as_a_worker: bool = False) -> T:
+    """Run ``work`` on a new event loop. ``as_a_worker``: first open the loop's channel to
+    the model's server, as a server worker does at start-up, and close it afterwards."""
 
     async def run() -> T:
+        if as_a_worker:
+            await openai_async_channel_open(timeout_s=5)
         try:
             return await work()
         finally:
             await openai_async_channel_close()
 
     return asyncio.run(run())
+
+
+def answer_calls(upstream: Any) -> list[Any]:
+    return [c for c in upstream.calls if c.path != "/v1/models"]
 
 
 def streamed(call: AssistantCall) -> tuple[list[Any], AssistantError | None]:
@@ -76,14 +82,16 @@ def test_the_chat_completions_backend_streams_too(openai_upstream, settings):
 
 
 def test_consecutive_calls_reuse_one_connection(openai_upstream):
+    calls = [tech_call() for _ in range(3)]
+
     async def three() -> None:
-        for _ in range(3):
-            async for _event in tech_call().astream():
+        for call in calls:
+            async for _event in call.astream():
                 pass
 
-    on_a_loop(three)
-    peers = {c.client for c in openai_upstream.calls}
-    assert len(openai_upstream.calls) == 3 and len(peers) == 1 and None not in peers
+    on_a_loop(three, as_a_worker=True)
+    peers = {c.client for c in answer_calls(openai_upstream)}
+    assert len(answer_calls(openai_upstream)) == 3 and len(peers) == 1 and None not in peers
 
 
 @pytest.mark.parametrize("backend", ["openai-responses", "openai-chat"])
@@ -94,23 +102,25 @@ def test_the_completion_does_not_wait_for_the_end_of_the_body(openai_upstream, s
     settings.ASSISTANT_BACKEND = backend
     openai_upstream.configure(answer_text="Reboot it.", hold_end_s=1.0)
 
+    first, second = tech_call(), tech_call()
+
     async def twice() -> tuple[float, float, list[Any]]:
         started = time.monotonic()
-        stream = tech_call().astream()
+        stream = first.astream()
         events = [event async for event in _until_completion(stream)]
         completed = time.monotonic() - started
         async for _ in stream:
             pass
         ended = time.monotonic() - started
-        async for _event in tech_call().astream():
+        async for _event in second.astream():
             pass
         return completed, ended, events
 
-    completed, ended, events = on_a_loop(twice)
+    completed, ended, events = on_a_loop(twice, as_a_worker=True)
     assert isinstance(events[-1], Completion) and events[-1].text == "Reboot it."
     assert completed < 0.5 <= 1.0 <= ended
-    peers = {c.client for c in openai_upstream.calls}
-    assert len(openai_upstream.calls) == 2 and len(peers) == 1
+    peers = {c.client for c in answer_calls(openai_upstream)}
+    assert len(answer_calls(openai_upstream)) == 2 and len(peers) == 1
 
 
 async def _until_completion(stream: Any) -> Any:

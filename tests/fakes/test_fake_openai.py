@@ -19,7 +19,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from clubos.fake_openai import (
+from devtools.fake_openai import (
     Behaviour,
     FakeOpenAI,
     answer_for,
@@ -599,7 +599,7 @@ def test_cli_runs_standalone_without_django() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     probe = (
-        "import sys, clubos.fake_openai; "
+        "import sys, devtools.fake_openai; "
         "sys.exit(1 if any(m.split('.')[0] == 'django' for m in sys.modules) else 0)"
     )
     # Fixed argument lists, no shell: nothing untrusted reaches these subprocesses.
@@ -607,7 +607,7 @@ def test_cli_runs_standalone_without_django() -> None:
     assert probed.returncode == 0
     argv = ["--port", "0", "--ttft", "0.01", "--latency", "0.02", "--answer-text", "cli answer"]
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "clubos.fake_openai", *argv],
+        [sys.executable, "-m", "devtools.fake_openai", *argv],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

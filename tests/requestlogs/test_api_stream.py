@@ -1,5 +1,6 @@
 """Creating a request with ``Accept: text/event-stream``: the answer as server-sent events."""
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -10,17 +11,15 @@ from typing import Any
 
 import httpx2
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection
 from rest_framework.test import APIClient
 
-import requestlogs.services as services
-from clubos.auth import CachedTokenAuthentication
-from config.selectors import system_config_get
+import requestlogs.pipeline as pipeline
 from config.services import system_config_update
-from requestlogs.apis import sse_frame
 from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.sse import sse_frame
 from routing.models import Route
-from routing.selectors import route_catalog_get
 from routing.services import route_update
 from tests.requestlogs.api_factories import REQUEST_KEYS, token_header
 
@@ -45,6 +44,15 @@ def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
         assert set(fields) == {"event", "data"}
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+def streamed(response) -> bytes:
+    """A streamed response's whole body (the test client leaves its async content as is)."""
+
+    async def read() -> bytes:
+        return b"".join([part async for part in response.streaming_content])
+
+    return async_to_sync(read)()
 
 
 def close_response(response, monkeypatch) -> None:
@@ -76,7 +84,7 @@ class TestStreamWithTheTestClient:
         assert response["Content-Type"].startswith("text/event-stream")
         assert response["Cache-Control"] == "no-cache"
         assert response["X-Accel-Buffering"] == "no"
-        events = parse_sse(b"".join(response.streaming_content))
+        events = parse_sse(streamed(response))
         names = [name for name, _ in events]
         assert names[0] == "route"
         assert names[-1] == "done"
@@ -100,7 +108,7 @@ class TestStreamWithTheTestClient:
         response = api_client.post(
             URL, {"text": "Projector flickering"}, format="json", headers=SSE
         )
-        done = parse_sse(b"".join(response.streaming_content))[-1][1]
+        done = parse_sse(streamed(response))[-1][1]
 
         row = RequestLog.objects.get(pk=done["id"])
         assert row.status == RequestStatus.OK
@@ -125,7 +133,7 @@ class TestStreamWithTheTestClient:
         )
 
         assert response.status_code == 201
-        events = parse_sse(b"".join(response.streaming_content))
+        events = parse_sse(streamed(response))
         assert events[0][0] == "route"
         deltas = [data["text"] for name, data in events if name == "delta"]
         assert (len(deltas) > 1) is text_before_failure  # the model's text, then the message
@@ -149,7 +157,7 @@ class TestStreamWithTheTestClient:
         )
 
         assert response.status_code == 201
-        events = parse_sse(b"".join(response.streaming_content))
+        events = parse_sse(streamed(response))
         names = [name for name, _ in events]
         assert names[0] == "route"
         assert names[1:-1] == ["delta"] * (len(names) - 2)
@@ -177,7 +185,7 @@ class TestStreamWithTheTestClient:
         )
 
         assert response.status_code == 201
-        name, data = parse_sse(b"".join(response.streaming_content))[-1]
+        name, data = parse_sse(streamed(response))[-1]
         assert name == "error"
         assert data["status"] == "error"
         assert data["error"] == "ClubOS failed while answering this request."
@@ -189,11 +197,16 @@ class TestStreamWithTheTestClient:
         response = api_client.post(
             URL, {"text": "TrackMan frozen in bay 3", "route": "tech"}, format="json", headers=SSE
         )
-        chunks = iter(response.streaming_content)
-        first = parse_sse(next(chunks))
-        assert first[0][0] == "route"
 
-        close_response(response, monkeypatch)  # what the server does when the client goes away
+        async def first_event_then_leave() -> bytes:
+            # As Django's ASGI handler does when the client goes away: the stream stops
+            # on the loop, then the response is closed from a thread.
+            first = await anext(response.streaming_content)
+            await sync_to_async(close_response)(response, monkeypatch)
+            return first
+
+        first = parse_sse(async_to_sync(first_event_then_leave)())
+        assert first[0][0] == "route"
 
         row = RequestLog.objects.get(pk=first[0][1]["id"])
         assert row.status == RequestStatus.ABANDONED
@@ -231,23 +244,10 @@ def streamed_tech_request(server_url: str, user) -> Iterator[httpx2.Response]:
         yield response
 
 
-@pytest.fixture(params=["wsgi", "asgi", "asgi-token-known"])
-def server_url(request) -> str:
-    """A real server and socket: Django's WSGI live server, or the ASGI application (the
-    event-loop path gunicorn's ``asgi`` worker serves): a token's first request there
-    takes the middleware and the view in a thread; once the worker knows the token (and
-    has fresh copies of the config and routes), a streamed submit it can serve on the loop
-    is served there (on PostgreSQL, whose pool the loop writes with), the rest as before."""
-    if request.param == "wsgi":
-        return request.getfixturevalue("live_server").url
-    url = request.getfixturevalue("asgi_live_server").url
-    if request.param == "asgi-token-known":
-        user = request.getfixturevalue("user")
-        CachedTokenAuthentication().authenticate_credentials(token_header(user).split()[1])
-        # and holds copies of the config and the routes checked within the second
-        system_config_get()
-        route_catalog_get()
-    return url
+@pytest.fixture
+def server_url(asgi_live_server) -> str:
+    """The ASGI application on a real server and socket, as production serves it."""
+    return asgi_live_server.url
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -326,13 +326,13 @@ class TestStreamOverRealHttp:
         self, asgi_live_server, routes, user, openai_upstream, monkeypatch
     ):
         openai_upstream.configure(ttft_s=TTFT_S, latency_s=LATENCY_S)
-        decide = services.route_decide
+        insert = pipeline.request_log_insert
 
-        def slow_decide(**kwargs):  # the view is still at work when the client leaves
-            time.sleep(0.5)
-            return decide(**kwargs)
+        async def slow_insert(log):  # the view is still at work when the client leaves
+            await insert(log)
+            await asyncio.sleep(0.5)
 
-        monkeypatch.setattr(services, "route_decide", slow_decide)
+        monkeypatch.setattr(pipeline, "request_log_insert", slow_insert)
         url = urllib.parse.urlsplit(asgi_live_server.url)
         body = json.dumps({"text": "TrackMan frozen (left early)", "route": "tech"}).encode()
         head = (
@@ -388,14 +388,16 @@ class TestStreamOverRealHttp:
         assert set(body) == REQUEST_KEYS
         assert body["answer"] == ANSWER and body["status"] == RequestStatus.OK
         assert RequestLog.objects.get(pk=body["id"]).answer == ANSWER
-        # The same headers whichever way it was served (the loop's lane among them).
+        # DRF's headers and the middleware's, on the one path a submit takes.
         assert response.headers["content-type"] == "application/json"
         assert response.headers["content-length"] == str(len(response.content))
         assert response.headers["allow"] == "GET, POST, HEAD, OPTIONS"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "same-origin"
-        assert "vary" not in response.headers and "set-cookie" not in response.headers
+        # The answer depends on Accept (JSON or events): caches must keep them apart.
+        assert response.headers["vary"] == "Accept"
+        assert "set-cookie" not in response.headers
 
     def test_bad_input_and_a_missing_token_are_clear_json_errors(self, server_url, routes, user):
         bad = httpx2.post(

@@ -6,7 +6,6 @@ is skipped, with the reason, only when that is not installed.
 
 import importlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -20,9 +19,6 @@ from requestlogs.models import Channel, RequestLog, RequestStatus
 from routing.models import Route
 from routing.services import route_catalog_invalidate
 from tests.requestlogs.factories import PASSWORD, UserFactory
-
-# Playwright's sync API runs an event loop in this thread; the ORM calls stay synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -55,6 +51,16 @@ DEFAULT_ROUTES = {
     "tech": "TechSupport",
     "brand": "BrandTone",
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright() -> Iterator[None]:
+    """Playwright's sync API runs an event loop in the test's thread, so Django takes the
+    test's own (synchronous) ORM calls, and its database teardown, for calls made on a loop.
+    Only these tests allow it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +99,10 @@ def desk_user():
     return UserFactory(username="frontdesk", first_name="Front", last_name="Desk")
 
 
-@pytest.fixture(params=["wsgi", "asgi"])
-def console_server(request):
-    """The console on both servers: Django's WSGI live server, and the ASGI application
-    (what gunicorn's default ``asgi`` worker serves)."""
-    if request.param == "wsgi":
-        return request.getfixturevalue("live_server")
-    return request.getfixturevalue("asgi_live_server")
+@pytest.fixture
+def console_server(asgi_live_server):
+    """The console served by the ASGI application, as production and ``make run`` serve it."""
+    return asgi_live_server
 
 
 @pytest.fixture

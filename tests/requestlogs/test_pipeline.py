@@ -1,32 +1,57 @@
-"""One request end to end through the services: routing, the assistant, the log row."""
+"""One request end to end through the pipeline: routing, the assistant, the log row."""
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 
+from config.llm import openai_async_channel_open
+from config.selectors import system_config_get
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
-from requestlogs.services import (
+from requestlogs.pipeline import (
     AnswerDelta,
+    PipelineEvent,
     RequestDone,
     RouteChosen,
-    request_log_create,
-    request_log_new,
-    request_process,
-    request_process_async,
-    request_submit,
-    request_validate,
+    request_answer,
+    request_start,
 )
+from requestlogs.validation import RequestInput, request_validate
 from routing.models import Route
-from routing.services import route_catalog_invalidate, route_update
+from routing.selectors import route_catalog_get
+from routing.services import route_update
 
 pytestmark = pytest.mark.django_db
 
 
+def validated(text: Any, route: Any = "auto", location: Any = "Bedford", user=None) -> RequestInput:
+    return request_validate(
+        text=text,
+        route=route,
+        location=location,
+        user=user,
+        config=system_config_get(),
+        catalog=route_catalog_get(),
+    )
+
+
 def submit(text: str, route: str = "auto", location: str = "Bedford", user=None) -> RequestLog:
-    return request_submit(text=text, route=route, location=location, user=user)
+    return async_to_sync(request_answer)(request=validated(text, route, location, user)).log
+
+
+def run(request: RequestInput) -> tuple[RequestLog, list[PipelineEvent]]:
+    """Accept a request and collect all its events."""
+
+    async def go() -> tuple[RequestLog, list[PipelineEvent]]:
+        started = await request_start(request=request)
+        return started.log, [event async for event in started.events()]
+
+    return async_to_sync(go)()
 
 
 def refreshed(log: RequestLog) -> RequestLog:
@@ -53,9 +78,7 @@ class TestOfflineDefault:
         assert log.confidence == 1.0
 
     def test_emergency_shows_the_safety_preamble_first(self):
-        request = request_validate(text="smoke coming from the projector in bay 2", user=None)
-        log = request_log_create(request=request)
-        events = list(request_process(request=request, log=log))
+        log, events = run(validated("smoke coming from the projector in bay 2"))
         assert isinstance(events[0], RouteChosen)
         assert events[0].decision.route.slug == "emergency"
         first_text = next(e for e in events if isinstance(e, AnswerDelta))
@@ -64,21 +87,30 @@ class TestOfflineDefault:
         assert refreshed(log).answer.startswith(preamble)
 
     def test_the_row_exists_as_received_before_routing_starts(self):
-        request = request_validate(text="TrackMan frozen in bay 3", user=None)
-        log = request_log_create(request=request)
-        assert RequestLog.objects.get(pk=log.pk).status == RequestStatus.RECEIVED
-        stream = request_process(request=request, log=log)
-        assert isinstance(next(stream), RouteChosen)
-        stream.close()
+        request = validated("TrackMan frozen in bay 3")
+
+        async def go() -> None:
+            started = await request_start(request=request)
+            row = await RequestLog.objects.aget(pk=started.log.pk)
+            assert row.status == RequestStatus.RECEIVED and row.route_id is None
+            events = started.events()
+            assert isinstance(await anext(events), RouteChosen)
+            await events.aclose()
+
+        async_to_sync(go)()
 
     def test_client_going_away_mid_stream_leaves_a_final_status(self):
-        request = request_validate(text="TrackMan frozen in bay 3", user=None)
-        log = request_log_create(request=request)
-        stream = request_process(request=request, log=log)
-        next(stream)
-        next(stream)
-        stream.close()
-        row = refreshed(log)
+        request = validated("TrackMan frozen in bay 3")
+
+        async def go() -> RequestLog:
+            started = await request_start(request=request)
+            events = started.events()
+            await anext(events)
+            await anext(events)
+            await events.aclose()
+            return started.log
+
+        row = refreshed(async_to_sync(go)())
         assert row.status == RequestStatus.ABANDONED
         assert row.route.slug == "tech"
         assert row.total_ms is not None
@@ -101,7 +133,7 @@ class TestValidation:
     )
     def test_bad_input_is_rejected_per_field_and_writes_nothing(self, kwargs, field):
         with pytest.raises(ValidationError) as info:
-            request_submit(user=None, **kwargs)
+            validated(**{"location": "", **kwargs})
         assert field in info.value.message_dict
         assert not RequestLog.objects.exists()
 
@@ -131,19 +163,9 @@ class TestUpstream:
         assert call.body["instructions"] == Route.objects.get(slug="tech").instructions
         assert "TrackMan frozen in bay 3" in str(call.body["input"])
 
-    def test_consecutive_answers_reuse_one_upstream_connection(self, openai_upstream):
-        # Each answer is read to the end of its body, so the SDK's pooled connection is
-        # free for the next call instead of being closed and reopened.
-        for n in range(3):
-            assert submit(f"TrackMan frozen in bay {n}", route="tech").status == RequestStatus.OK
-        peers = {c.client for c in openai_upstream.calls}
-        assert len(openai_upstream.calls) == 3 and len(peers) == 1 and None not in peers
-
     def test_streamed_text_arrives_in_order_and_whole(self, openai_upstream):
         openai_upstream.configure(answer_text="Reboot the TrackMan unit, then recalibrate.")
-        request = request_validate(text="TrackMan frozen", route="tech", user=None)
-        log = request_log_create(request=request)
-        events = list(request_process(request=request, log=log))
+        log, events = run(validated("TrackMan frozen", route="tech"))
         deltas = [e.text for e in events if isinstance(e, AnswerDelta)]
         assert deltas and "".join(deltas) == "Reboot the TrackMan unit, then recalibrate."
         assert refreshed(log).answer == "".join(deltas)
@@ -217,9 +239,7 @@ class TestUpstream:
 
     def test_dropped_stream_after_text_is_not_retried(self, openai_upstream):
         openai_upstream.configure(fail="disconnect")
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_create(request=request)
-        events = list(request_process(request=request, log=log))
+        log, events = run(validated("TrackMan frozen in bay 3", route="tech"))
         assert isinstance(events[-1], RequestDone) and events[-1].failed
         assert len(openai_upstream.calls) == 1
         assert refreshed(log).status == RequestStatus.ERROR
@@ -264,38 +284,37 @@ class TestQueries:
             submit("TrackMan frozen in bay 3")
 
 
-def drain(events, loop: asyncio.AbstractEventLoop) -> list:
-    async def collect() -> list:
-        return [event async for event in events]
-
-    return asyncio.run_coroutine_threadsafe(collect(), loop).result(10)
+def on_loop(loop: asyncio.AbstractEventLoop, work: Any) -> Any:
+    return asyncio.run_coroutine_threadsafe(work, loop).result(10)
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("routes")
-class TestOnTheEventLoop:
-    """``request_process_async``, as the ASGI view drives it: the thread routes and writes
-    the row while the model's request is already on its way from the server's loop."""
+class TestOnTheServersLoop:
+    """The pipeline on a long-lived event loop, as a server worker runs it."""
 
-    def test_the_row_is_written_before_the_stream_starts_and_finished_after(
+    def test_the_row_is_committed_before_the_models_request_leaves(
         self, openai_upstream, server_loop
     ):
-        openai_upstream.configure(ttft_s=0.3, latency_s=0.6, answer_text="Reboot the unit.")
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_new(request=request)
+        openai_upstream.configure(ttft_s=0.5, latency_s=0.8, answer_text="Reboot the unit.")
+        request = validated("TrackMan frozen in bay 3", route="tech")
 
-        events = request_process_async(request=request, log=log, loop=server_loop)
-        row = RequestLog.objects.get(pk=log.pk)
-        assert row.status == RequestStatus.RECEIVED
-        # The model's request left before the thread was done with routing and the row.
-        deadline = time.monotonic() + 2
+        async def go() -> tuple[RequestLog, list[PipelineEvent]]:
+            started = await request_start(request=request)
+            return started.log, [event async for event in started.events()]
+
+        running = asyncio.run_coroutine_threadsafe(go(), server_loop)
+        deadline = time.monotonic() + 5
         while not openai_upstream.calls and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [c.path for c in openai_upstream.calls] == ["/v1/responses"]
+            time.sleep(0.005)
+        # The model has the request (and has not answered yet): its row is committed.
+        [row] = RequestLog.objects.all()
+        assert row.status == RequestStatus.RECEIVED
+        assert not running.done()
 
-        out = drain(events, server_loop)
-        assert isinstance(out[0], RouteChosen) and isinstance(out[-1], RequestDone)
-        assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Reboot the unit."
+        log, events = running.result(10)
+        assert isinstance(events[0], RouteChosen) and isinstance(events[-1], RequestDone)
+        assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "Reboot the unit."
         row = refreshed(log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot the unit."
         assert len(openai_upstream.calls) == 1
@@ -304,25 +323,52 @@ class TestOnTheEventLoop:
         self, openai_upstream, server_loop
     ):
         openai_upstream.configure(ttft_s=1.0, latency_s=1.5)
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_new(request=request)
-        events = request_process_async(request=request, log=log, loop=server_loop)
+        request = validated("TrackMan frozen in bay 3", route="tech")
 
-        async def first_then_close() -> None:
+        async def first_then_close() -> RequestLog:
+            started = await request_start(request=request)
+            events = started.events()
             assert isinstance(await anext(events), RouteChosen)
-            await events.aclose()
+            # Waiting for the first text when the client goes away: the server cancels.
+            waiting = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.3)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            return started.log
 
-        asyncio.run_coroutine_threadsafe(first_then_close(), server_loop).result(5)
+        log = on_loop(server_loop, first_then_close())
         assert refreshed(log).status == RequestStatus.ABANDONED
+        # The model's call was cut off too, not left to run to its end (1.5 s).
+        deadline = time.monotonic() + 2
+        [call] = openai_upstream.calls
+        while call.finished is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert call.finished is not None and call.finished - call.started < 1.2
 
-    def test_a_failure_before_the_row_was_written_still_leaves_a_row(self, server_loop):
-        Route.objects.update(enabled=False)
-        route_catalog_invalidate()
-        request = request_validate(text="TrackMan frozen in bay 3", user=None)
-        log = request_log_new(request=request)
+    def test_consecutive_answers_reuse_the_workers_upstream_connection(
+        self, openai_upstream, server_loop
+    ):
+        # Each answer is read to the end of its body, so the pooled connection the worker
+        # opened at start-up is free for the next call instead of being closed and reopened.
+        on_loop(server_loop, openai_async_channel_open(timeout_s=5))
+        for n in range(3):
+            request = validated(f"TrackMan frozen in bay {n}", route="tech")
+            assert on_loop(server_loop, request_answer(request=request)).log.status == "ok"
+        calls = [c for c in openai_upstream.calls if c.path == "/v1/responses"]
+        peers = {c.client for c in calls}
+        assert len(calls) == 3 and len(peers) == 1 and None not in peers
 
-        with pytest.raises(Exception, match="no route is enabled"):
-            request_process_async(request=request, log=log, loop=server_loop)
-        row = RequestLog.objects.get(pk=log.pk)
-        assert row.status == RequestStatus.ERROR
-        assert "no route is enabled" in row.error
+    def test_a_request_cancelled_while_its_row_is_written_leaves_a_final_row(self, server_loop):
+        request = validated("TrackMan frozen in bay 3", route="tech")
+
+        async def cancelled_at_once() -> None:
+            task = asyncio.ensure_future(request_start(request=request))
+            await asyncio.sleep(0)  # the INSERT is on its way
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        on_loop(server_loop, cancelled_at_once())
+        [row] = RequestLog.objects.all()
+        assert row.status == RequestStatus.ABANDONED

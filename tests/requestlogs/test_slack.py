@@ -12,10 +12,10 @@ import pytest
 
 from config.models import SystemConfig
 from config.selectors import ConfigSnapshot
+from devtools.slack_server import WEBHOOK_PATH
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
 from routing.selectors import route_catalog_get
-from tests.fakes.slack_server import WEBHOOK_PATH
 from tests.requestlogs.factories import RequestLogFactory, UserFactory
 from tests.routing.factories import EmergencyRouteFactory
 

@@ -1,11 +1,14 @@
 """The local classifier and the hybrid strategy that puts it in front of the LLM."""
 
+import asyncio
 import dataclasses
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 
 from config.selectors import system_config_get
@@ -15,17 +18,17 @@ from routing.models import Route
 from routing.router import route_decide
 from routing.selectors import route_catalog_get, route_training_examples
 from routing.services import route_utterance_add
+from routing.strategies import base
 
 pytestmark = pytest.mark.django_db
 
 DATA = Path(__file__).resolve().parents[2] / "routing" / "data"
 
 
-def decide(text: str, strategy: str = "hybrid", before_wait=None):
+def decide(text: str, strategy: str = "hybrid"):
     config = dataclasses.replace(system_config_get(), routing_strategy=strategy)
-    extra = {} if before_wait is None else {"before_wait": before_wait}
-    return route_decide(
-        text=text, requested="auto", catalog=route_catalog_get(), config=config, **extra
+    return async_to_sync(route_decide)(
+        text=text, requested="auto", catalog=route_catalog_get(), config=config
     )
 
 
@@ -96,24 +99,53 @@ def test_hybrid_asks_the_llm_only_when_local_is_unsure(openai_upstream):
 
 
 @pytest.mark.parametrize("strategy", ["hybrid", "llm"])
-def test_the_caller_is_told_right_before_a_wait_on_the_llm(openai_upstream, strategy):
+def test_the_question_to_the_llm_waits_in_a_thread_not_on_the_loop(
+    openai_upstream, strategy, monkeypatch
+):
     system_config_update(confidence_threshold=0.999)
-    openai_upstream.configure(route_answer="brand", route_confidence=0.8)
-    calls_when_told: list[int] = []
+    openai_upstream.configure(route_answer="brand", route_confidence=0.8, latency_s=0.3)
+    threads: list[str] = []
+    in_thread = base.in_thread
 
-    decide(
-        "hmm, not sure who handles this one",
-        strategy,
-        before_wait=lambda: calls_when_told.append(len(openai_upstream.calls)),
-    )
+    async def recorded(fn, /, *args, **kwargs):
+        threads.append(fn.__qualname__)
+        return await in_thread(fn, *args, **kwargs)
 
-    assert calls_when_told == [0] and len(openai_upstream.calls) == 1
+    monkeypatch.setattr(base, "in_thread", recorded)
+    ticks: list[float] = []
+    config = dataclasses.replace(system_config_get(), routing_strategy=strategy)
+    catalog = route_catalog_get()
+
+    async def decide_while_the_loop_ticks():
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.ensure_future(tick())
+        try:
+            return await route_decide(
+                text="hmm, not sure who handles this one",
+                requested="auto",
+                catalog=catalog,
+                config=config,
+            )
+        finally:
+            ticking.cancel()
+
+    decision = async_to_sync(decide_while_the_loop_ticks)()
+
+    assert decision.source == "llm", decision.note
+    assert len(openai_upstream.calls) == 1
+    assert threads == ["LLMStrategy.decide"]
+    assert len(ticks) >= 10  # the loop served others while the LLM took 0.3 s
 
 
-def test_a_confident_local_decision_never_says_it_will_wait(openai_upstream):
-    told: list[bool] = []
-    decision = decide("TrackMan frozen in bay 3", before_wait=lambda: told.append(True))
-    assert decision.source == "local" and told == []
+def test_a_confident_local_decision_is_made_on_the_loop(openai_upstream, monkeypatch):
+    threads: list[str] = []
+    monkeypatch.setattr(base, "in_thread", lambda fn, *a, **k: threads.append(fn))
+    decision = decide("TrackMan frozen in bay 3")
+    assert decision.source == "local" and threads == [] and openai_upstream.calls == []
 
 
 def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):

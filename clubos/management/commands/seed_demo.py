@@ -3,13 +3,17 @@
 import secrets
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from config.selectors import system_config_get
 from requestlogs.models import Channel, RequestLog
-from requestlogs.services import request_submit
+from requestlogs.pipeline import request_answer
+from requestlogs.validation import request_validate
+from routing.selectors import route_catalog_get
 
 DEMO_REQUESTS = [
     ("TrackMan frozen in bay 3", "auto", "Bedford"),
@@ -45,10 +49,19 @@ class Command(BaseCommand):
             if admin_group is not None:
                 user.groups.add(admin_group)
         if not RequestLog.objects.filter(user=user).exists():
+            config, catalog = system_config_get(), route_catalog_get()
             for text, route, location in DEMO_REQUESTS:
-                request_submit(
-                    text=text, route=route, location=location, user=user, channel=Channel.WEB
+                request = request_validate(
+                    text=text,
+                    route=route,
+                    location=location,
+                    user=user,
+                    channel=Channel.WEB,
+                    config=config,
+                    catalog=catalog,
                 )
+                # The same pipeline as every submit; its database work in this thread.
+                async_to_sync(request_answer)(request=request)
         self.stdout.write(
             self.style.SUCCESS(
                 "\n  ClubOS demo login\n"

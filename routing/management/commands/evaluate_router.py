@@ -1,6 +1,7 @@
 """Measure a routing strategy on a labelled JSONL file: accuracy, per-route precision and
 recall, the confusion matrix and per-request latency."""
 
+import asyncio
 import dataclasses
 import json
 import statistics
@@ -12,9 +13,9 @@ from typing import Any
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.selectors import system_config_get
+from config.selectors import ConfigSnapshot, system_config_get
 from routing.router import route_decide, strategy_get
-from routing.selectors import route_catalog_get
+from routing.selectors import RouteCatalog, route_catalog_get
 from routing.strategies import STRATEGIES
 
 
@@ -60,12 +61,25 @@ class Command(BaseCommand):
         # Training the local model is start-up cost, not routing latency.
         strategy_get(config.routing_strategy).warm(catalog)
 
+        latencies, results, unsure = asyncio.run(self._decide_all(examples, catalog, config))
+        report = self._report(results, latencies, unsure, config.routing_strategy)
+        self._print(report, results, show_errors=options["show_errors"])
+        if options["json"]:
+            self.stdout.write(json.dumps(report, separators=(",", ":")))
+
+    @staticmethod
+    async def _decide_all(
+        examples: list[tuple[str, str]], catalog: RouteCatalog, config: ConfigSnapshot
+    ) -> tuple[list[float], list[tuple[str, str, str, float, str]], int]:
+        """Every example through the request path's own routing, one after another, timed."""
         latencies: list[float] = []
         results: list[tuple[str, str, str, float, str]] = []
         unsure = 0
         for text, expected in examples:
             started = time.perf_counter()
-            decision = route_decide(text=text, requested="auto", catalog=catalog, config=config)
+            decision = await route_decide(
+                text=text, requested="auto", catalog=catalog, config=config
+            )
             latencies.append((time.perf_counter() - started) * 1000)
             if decision.source == "llm" or (
                 decision.source in {"local", "default"}
@@ -75,11 +89,7 @@ class Command(BaseCommand):
             results.append(
                 (text, expected, decision.route.slug, decision.confidence, decision.source)
             )
-
-        report = self._report(results, latencies, unsure, config.routing_strategy)
-        self._print(report, results, show_errors=options["show_errors"])
-        if options["json"]:
-            self.stdout.write(json.dumps(report, separators=(",", ":")))
+        return latencies, results, unsure
 
     def _report(
         self,

@@ -5,7 +5,7 @@ this server instead of patching code, so the whole HTTP/SSE path is exercised fo
 
 It is a hand-written ASGI app served by uvicorn (no framework: per-chunk work must stay tiny
 so one process can carry hundreds of slow concurrent streams on two cores). It must not import
-Django: it also runs standalone, ``python -m clubos.fake_openai --port 8765``.
+Django: it also runs standalone, ``python -m devtools.fake_openai --port 8765``.
 
 Endpoints: ``POST /v1/responses``, ``POST /v1/chat/completions`` (both with ``stream`` true or
 false), ``GET /v1/models``; control endpoints without auth: ``GET|POST /_fake/behaviour``,
@@ -1189,7 +1189,7 @@ class FakeOpenAI:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m clubos.fake_openai",
+        prog="python -m devtools.fake_openai",
         description="Fake OpenAI-compatible upstream for ClubOS tests and benchmarks.",
     )
     parser.add_argument("--host", default="127.0.0.1")

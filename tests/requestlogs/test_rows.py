@@ -1,31 +1,27 @@
-"""The request log's final write from the event loop (``config.db_async``), PostgreSQL only:
-the same row as the ORM would write, never a row left ``received``."""
+"""The request log's two writes (``requestlogs.rows``): the ORM's own statements, sent from
+the event loop's pool on PostgreSQL, and never a row left ``received``."""
 
 import asyncio
-import threading
-import time
+import dataclasses
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.utils import timezone
 
-from clubos.serving import to_the_end
+import requestlogs.pipeline as pipeline
 from config.db_async import db_async_close, db_async_open, db_async_pool
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
-from requestlogs.services import (
-    AnswerDelta,
-    RequestDone,
-    RequestRun,
-    _finish_async,
+from requestlogs.pipeline import AnswerDelta, RequestDone, request_answer, request_start, to_the_end
+from requestlogs.rows import (
+    _insert_compiled,
+    _insert_statement,
     _update_compiled,
     _update_statement,
-    request_log_create,
-    request_log_new,
-    request_process_async,
-    request_validate,
+    request_log_finish,
 )
-from tests.requestlogs.test_pipeline import drain, refreshed
+from tests.requestlogs.factories import RequestLogFactory
+from tests.requestlogs.test_pipeline import on_loop, refreshed, validated
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the event loop's pool is PostgreSQL's"
@@ -50,13 +46,14 @@ def final_fields(**changes: object) -> dict[str, object]:
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("routes")
-def test_the_remembered_statement_is_what_the_orm_compiles():
-    request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-    first, second = request_log_create(request=request), request_log_create(request=request)
+def test_the_remembered_statements_are_what_the_orm_compiles():
+    first, second = RequestLogFactory(), RequestLogFactory()
     _update_statement(first, final_fields())  # compiles and remembers the SQL
     for fields in (final_fields(), final_fields(status=RequestStatus.ERROR, answer="")):
         assert _update_statement(second, fields) == _update_compiled(second, fields)
+    new, newer = RequestLogFactory.build(), RequestLogFactory.build(location="Halifax")
+    _insert_statement(new)
+    assert _insert_statement(newer) == _insert_compiled(newer)
 
 
 def test_a_write_runs_to_its_end_when_the_client_goes_away_during_it():
@@ -85,20 +82,22 @@ class TestOnTheLoopsOwnConnection:
     def pool(self, server_loop_db_pool):
         return server_loop_db_pool
 
-    def test_a_streamed_answer_is_finished_by_the_loops_connection(
-        self, openai_upstream, server_loop, pool
-    ):
+    def test_both_writes_go_out_on_the_loops_connection(self, openai_upstream, server_loop, pool):
         openai_upstream.configure(ttft_s=0.05, latency_s=0.2, answer_text="Reboot the unit.")
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_new(request=request)
         used_before = pool.get_stats().get("requests_num", 0)
 
-        out = drain(request_process_async(request=request, log=log, loop=server_loop), server_loop)
+        request = validated("TrackMan frozen in bay 3", "tech")
+
+        async def go():
+            run = await request_start(request=request)
+            return [event async for event in run.events()]
+
+        out = on_loop(server_loop, go())
 
         assert isinstance(out[-1], RequestDone) and out[-1].log.status == RequestStatus.OK
         assert "".join(e.text for e in out if isinstance(e, AnswerDelta)) == "Reboot the unit."
-        assert pool.get_stats().get("requests_num", 0) == used_before + 1
-        row = refreshed(log)
+        assert pool.get_stats().get("requests_num", 0) == used_before + 2  # INSERT, UPDATE
+        row = refreshed(out[-1].log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot the unit."
         assert row.route.slug == "tech" and row.routing_source == "manual"
         assert row.finished_at is not None and row.total_ms > row.assistant_ms > 0
@@ -109,46 +108,56 @@ class TestOnTheLoopsOwnConnection:
     ):
         system_config_update(response_cache_enabled=True)
         openai_upstream.configure(ttft_s=0.05, latency_s=0.1, answer_text="Reboot the unit.")
-        cache_put_started = threading.Event()
+        putting = asyncio.Event()
 
-        def slow_cache_put(run: RequestRun) -> None:  # Redis slow to answer
-            cache_put_started.set()
-            time.sleep(0.3)
+        async def slow_cache_put(**kwargs) -> None:  # Redis slow to answer
+            putting.set()
+            await asyncio.sleep(0.3)
 
-        monkeypatch.setattr(RequestRun, "cache_answer", slow_cache_put)
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_new(request=request)
-        events = request_process_async(request=request, log=log, loop=server_loop)
+        monkeypatch.setattr(pipeline, "response_cache_put", slow_cache_put)
+        request = validated("TrackMan frozen in bay 3", route="tech")
 
-        async def read_then_go_away() -> None:
+        async def read_then_go_away() -> RequestLog:
+            run = await request_start(request=request)
+
             async def read() -> None:
-                async for _ in events:
+                async for _ in run.events():
                     pass
 
             task = asyncio.ensure_future(read())
-            while not cache_put_started.is_set():
-                await asyncio.sleep(0.005)
+            await putting.wait()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            return run.log
 
-        asyncio.run_coroutine_threadsafe(read_then_go_away(), server_loop).result(10)
-        row = refreshed(log)
+        row = refreshed(on_loop(server_loop, read_then_go_away()))
         assert row.status == RequestStatus.OK and row.answer == "Reboot the unit."
 
     def test_if_the_loops_connection_fails_the_orm_still_finishes_the_row(self, server_loop, pool):
-        request = request_validate(text="TrackMan frozen in bay 3", route="tech", user=None)
-        log = request_log_create(request=request)
-        asyncio.run_coroutine_threadsafe(pool.close(), server_loop).result(10)
+        log = RequestLogFactory()
+        on_loop(server_loop, pool.close())
 
-        fields = final_fields(route_id=None, status=RequestStatus.OK, answer="Reboot it.")
-        asyncio.run_coroutine_threadsafe(
-            _finish_async(pool, log, fields, time.perf_counter()), server_loop
-        ).result(15)
+        fields = final_fields(status=RequestStatus.OK, answer="Reboot it.")
+        on_loop(server_loop, request_log_finish(log, fields))
 
         row = refreshed(log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot it."
-        assert isinstance(row, RequestLog) and row.finished_at is not None
+        assert row.finished_at is not None
+
+    def test_a_row_that_cannot_be_written_calls_no_model(self, openai_upstream, server_loop):
+        # Past validation (which refuses it), a NUL is text PostgreSQL cannot store.
+        request = dataclasses.replace(
+            validated("TrackMan frozen in bay 3", "tech"), text="TrackMan\x00frozen"
+        )
+
+        async def submit() -> None:
+            with pytest.raises(DataError, match="NUL"):
+                await request_answer(request=request)
+
+        on_loop(server_loop, submit())
+        assert not RequestLog.objects.exists()
+        assert openai_upstream.calls == []
 
 
 @on_postgresql
@@ -166,4 +175,4 @@ def test_a_database_not_there_at_start_leaves_the_pool_open_to_retry(monkeypatch
         finally:
             await db_async_close()
 
-    assert asyncio.run_coroutine_threadsafe(open_then_look(), server_loop).result(10)
+    assert on_loop(server_loop, open_then_look())

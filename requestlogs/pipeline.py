@@ -1,0 +1,323 @@
+"""One request end to end: the pipeline every submit runs, on the event loop.
+
+The lifecycle (DESIGN.md): validate (``requestlogs.validation``) -> config and routes from
+the cached selectors -> insert the log row, committed (``request_start``) -> route ->
+emergency preamble and alert -> response cache -> the assistant, streamed -> the row's one
+UPDATE -> ``RequestDone``. The row is committed before any routing or model work starts, so
+every model call belongs to a committed row. Whatever happens after the insert (an upstream
+failure, the client going away, a bug) ends with the row in a final status.
+
+``RequestRun.events`` yields the request's events as they happen: the event stream renders
+each one as it comes (``requestlogs.sse``), the JSON answer waits for the last
+(``request_answer``). Steps that block (the LLM router, a shared-cache read, the Slack
+alert's hand-off) are awaited in a thread; everything else runs on the loop.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from assistants.backends import AssistantError, Completion, FailureKind, StreamEvent, TextDelta
+from assistants.backends.offline import knowledge_best
+from assistants.services import AssistantCall, response_cache_get, response_cache_put
+from config.threads import in_thread
+from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.rows import request_log_finish, request_log_insert
+from requestlogs.slack import AlertKind, slack_alert_submit
+from requestlogs.validation import RequestInput
+from routing.router import route_decide
+from routing.selectors import RouteCatalog, RouteSnapshot
+from routing.strategies import RouteDecision
+
+logger = logging.getLogger(__name__)
+
+
+# --- Events a request produces while it runs -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChosen:
+    log: RequestLog
+    decision: RouteDecision
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    """The request is over and its row final. ``failed`` when the assistant could not
+    answer (status timeout or error)."""
+
+    log: RequestLog
+    failed: bool
+    catalog: RouteCatalog
+    """The routes the request was served with: they name its route without a cache read."""
+
+
+PipelineEvent = RouteChosen | AnswerDelta | RequestDone
+
+_ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
+
+
+# --- The pipeline ---------------------------------------------------------------------
+
+
+async def request_start(*, request: RequestInput) -> "RequestRun":
+    """Accept a validated request: its row, status ``received``, committed (the first of
+    the request's two writes). Raises, having called nothing, if the row cannot be written."""
+    log = RequestLog(
+        created_at=timezone.now(),
+        user=request.user,
+        channel=request.channel,
+        location=request.location,
+        text=request.text,
+        requested_route=request.route,
+    )
+    run = RequestRun(request=request, log=log)
+    try:
+        await to_the_end(request_log_insert(log))
+    except asyncio.CancelledError:
+        # The client left while the row was written: it is written, so it is finished too.
+        await to_the_end(run.close())
+        raise
+    return run
+
+
+async def request_answer(*, request: RequestInput) -> RequestDone:
+    """Accept a request and run it to its end: the final row (the JSON answer)."""
+    run = await request_start(request=request)
+    done: RequestDone | None = None
+    async for event in run.events():
+        if isinstance(event, RequestDone):
+            done = event
+    assert done is not None
+    return done
+
+
+class RequestRun:
+    """One accepted request, from its committed row to its final one."""
+
+    def __init__(self, *, request: RequestInput, log: RequestLog) -> None:
+        self.request = request
+        self.log = log
+        self.fields: dict[str, Any] = {"upstream_calls": 0}
+        self.answer: list[str] = []
+        self.call: AssistantCall | None = None
+        self.completion: Completion | None = None
+        self.fresh = False
+        self.assistant_started = 0.0
+        self.finished = False
+
+    async def events(self) -> AsyncGenerator[PipelineEvent]:
+        """Route and answer the request, yielding events as they happen.
+
+        Closed or cancelled before its end (the client went away) the request is recorded
+        as ``abandoned``, with what it was sent; a failure of ClubOS itself as ``error``.
+        """
+        stream: AsyncGenerator[StreamEvent] | None = None
+        try:
+            request = self.request
+            decision = await route_decide(
+                text=request.text,
+                requested=request.route,
+                catalog=request.catalog,
+                config=request.config,
+            )
+            call = self._routed(decision)
+            yield RouteChosen(log=self.log, decision=decision)
+            if decision.route.is_emergency:
+                await self._alert(AlertKind.EMERGENCY)
+                if decision.route.safety_preamble:
+                    yield self._said(
+                        decision.route.safety_preamble.strip() + "\n\n", first_text=False
+                    )
+            self.assistant_started = time.perf_counter()
+            self.completion = await response_cache_get(call=call)
+            if self.completion is not None:
+                self.fields["cached"] = True
+                yield self._said(self.completion.text)
+            else:
+                stream = call.astream()
+                try:
+                    async for event in stream:
+                        if isinstance(event, TextDelta):
+                            yield self._said(event.text)
+                        else:
+                            self.completion, self.fresh = event, True
+                            break  # complete: the final write does not wait for the body's end
+                    if self.completion is None:
+                        raise AssistantError(
+                            FailureKind.UPSTREAM, "the assistant ended without an answer"
+                        )
+                except AssistantError as exc:
+                    yield await self._failed(exc)
+            yield await to_the_end(self._finish())
+            if stream is not None:
+                # The person has everything: the rest of the model's body is read now, so
+                # that its connection serves the next call.
+                async for _ in stream:
+                    pass
+        except (GeneratorExit, asyncio.CancelledError):
+            await to_the_end(self.close())
+            raise
+        except Exception as exc:
+            await to_the_end(self._crash(exc))
+            raise
+        finally:
+            if stream is not None:
+                await stream.aclose()
+
+    async def close(self) -> None:
+        """The client went away before the end: the row keeps what it was sent. Nothing
+        for a request already over."""
+        if self.finished:
+            return
+        self.fields.update(
+            status=RequestStatus.ABANDONED,
+            answer="".join(self.answer),
+            error="the client went away before the answer was complete",
+        )
+        await self._write()
+
+    def _routed(self, decision: RouteDecision) -> AssistantCall:
+        """The decision into the row's fields, and the call to its assistant."""
+        request, route = self.request, decision.route
+        self.fields.update(
+            route_id=route.id,
+            routing_source=decision.source,
+            confidence=round(decision.confidence, 4),
+            routing_ms=round(decision.elapsed_ms, 3),
+            upstream_calls=decision.upstream_calls,
+        )
+        self.call = AssistantCall(
+            text=request.text, location=request.location, route=route, config=request.config
+        )
+        self.fields.update(backend=self.call.backend_name, model=self.call.model)
+        return self.call
+
+    def _said(self, text: str, *, first_text: bool = True) -> AnswerDelta:
+        if first_text:
+            self.fields.setdefault("ttft_ms", _elapsed_ms(self.request.started))
+        self.answer.append(text)
+        return AnswerDelta(text)
+
+    async def _failed(self, exc: AssistantError) -> AnswerDelta:
+        """The model could not answer: say so, with the procedure on file, and alert."""
+        assert self.call is not None
+        message = _failure_message(self.call.route, exc, self.request.text)
+        if self.answer and not self.answer[-1].endswith("\n"):
+            message = "\n\n" + message
+        self.fields.update(
+            status=RequestStatus.TIMEOUT
+            if exc.kind is FailureKind.TIMEOUT
+            else RequestStatus.ERROR,
+            error=f"{exc.kind}: {exc}",
+        )
+        await self._alert(AlertKind.FAILURE, detail=str(exc))
+        return self._said(message, first_text=False)
+
+    async def _finish(self) -> RequestDone:
+        """The second write, with everything the request learnt; caches a fresh answer."""
+        assert self.call is not None
+        fields = self.fields
+        if "status" not in fields:
+            assert self.completion is not None
+            fields.update(
+                status=RequestStatus.CACHED if fields.get("cached") else RequestStatus.OK,
+                model=self.completion.model,
+                tokens_in=self.completion.tokens_in,
+                tokens_out=self.completion.tokens_out,
+            )
+            if self.fresh:
+                await response_cache_put(call=self.call, completion=self.completion)
+        fields["upstream_calls"] += self.call.upstream_calls
+        fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
+        await self._write()
+        return RequestDone(
+            log=self.log,
+            failed=fields["status"] not in _ANSWERED,
+            catalog=self.request.catalog,
+        )
+
+    async def _crash(self, exc: BaseException) -> None:
+        if self.finished:
+            return
+        logger.error("request %s failed", self.log.pk, exc_info=exc)
+        self.fields.update(
+            status=RequestStatus.ERROR,
+            answer="".join(self.answer),
+            error=f"internal error: {type(exc).__name__}: {exc}",
+        )
+        await self._write()
+
+    async def _write(self) -> None:
+        """The row's final write, once. Should the database not take it now (gone
+        mid-request), the person still gets what they were answered, and the row stays
+        ``received`` until the abandoned-request sweep marks it."""
+        self.fields["total_ms"] = _elapsed_ms(self.request.started)
+        self.finished = True
+        try:
+            await request_log_finish(self.log, self.fields)
+        except Exception:
+            logger.exception("request %s: its final write failed", self.log.pk)
+
+    async def _alert(self, kind: AlertKind, detail: str = "") -> None:
+        # The alert is built from the log's fields: give it what the request knows so far.
+        for name, value in self.fields.items():
+            setattr(self.log, name, value)
+        await in_thread(
+            slack_alert_submit,
+            kind=kind,
+            log=self.log,
+            config=self.request.config,
+            detail=detail,
+        )
+
+
+def _elapsed_ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> str:
+    """What the person sees when the model fails: what happened, and what to do now."""
+    if exc.kind is FailureKind.TIMEOUT:
+        head = "The assistant did not answer in time."
+    elif exc.kind is FailureKind.UNAVAILABLE:
+        head = "The assistant is unavailable right now."
+    else:
+        head = "The assistant could not answer just now."
+    lines = [head + " A manager has been alerted; you can also press Escalate."]
+    procedures = knowledge_best(route.knowledge, text)
+    if procedures:
+        lines.append("Meanwhile, the standard procedure on file:")
+        lines += [f"**{p.title}**\n{p.body.strip()}" for p in procedures]
+    return "\n\n".join(lines)
+
+
+async def to_the_end[T](work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the task awaiting it is cancelled meanwhile (the
+    client went away, the server gave up on the request): a request's write cut off
+    half-way would leave its row unfinished. The cancellation is passed on once the work is
+    done."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except BaseException:  # noqa: S110 - the work's own failure: task.result() raises it
+            pass
+    if cancelled and not task.cancelled():
+        if (failure := task.exception()) is not None:
+            logger.error("work finished after a cancellation failed", exc_info=failure)
+        raise asyncio.CancelledError
+    return task.result()
