@@ -135,7 +135,8 @@ def render_header(report: dict[str, Any]) -> list[str]:
         up = s["upstream"]
         lines.append(
             f"app: gunicorn {s['worker_class']} {s['workers']} workers"
-            + (f" x {s['threads']} threads, " if s.get("threads") else " (uvloop), ")
+            + " (uvloop), "
+            + "".join(f"{k}={v}, " for k, v in (s.get("app_settings") or {}).items())
             + f"{s['database']}, Redis cache; upstream: devtools.fake_openai, first token after "
             f"{up['ttft_s']} s, {up['latency_s']} s per model call; client: {s['client']} "
             f"on uvloop in separate processes"

@@ -376,8 +376,7 @@ def start_stack(
     db_pool: bool,
     client: str,
     workers: int | None = None,
-    threads: int | None = None,
-    worker_class: str = "asgi",
+    app_settings: dict[str, str] | None = None,
 ) -> Stack:
     env = base_env()
     fake_port, app_port = free_port(), free_port()
@@ -395,9 +394,7 @@ def start_stack(
     app_env["DATABASE_POOL"] = "1" if db_pool else "0"
     if workers:
         app_env["GUNICORN_WORKERS"] = str(workers)
-    if threads:
-        app_env["GUNICORN_THREADS"] = str(threads)
-    app_env["GUNICORN_WORKER_CLASS"] = worker_class
+    app_env.update(app_settings or {})
     stack = Stack(procs=procs, app_env=app_env, client=client, fake_url=fake_url)
     stack.base_url = f"http://{HOST}:{app_port}"
     prepare(app_env)
@@ -463,8 +460,8 @@ def start_stack(
     stack.meter = CpuMeter(gunicorn.pid, stack.fake.pid)
     stack.settings = {
         "workers": workers,
-        "worker_class": worker_class,
-        "threads": (threads or 64) if worker_class == "gthread" else None,
+        "worker_class": "asgi",
+        "app_settings": app_settings or {},
         "database": "psycopg pool (DATABASE_POOL=1)"
         if db_pool
         else "persistent DB connections (DATABASE_POOL=0, CONN_MAX_AGE=600)",
@@ -860,12 +857,13 @@ def main(argv: list[str] | None = None) -> int:
         help="load generator's HTTP client (auto: aiohttp if installed, else httpx2)",
     )
     parser.add_argument("--workers", type=int, help="GUNICORN_WORKERS (default: one per core)")
-    parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (gthread; default: 64)")
     parser.add_argument(
-        "--worker-class",
-        choices=("asgi", "gthread"),
-        default="asgi",
-        help="GUNICORN_WORKER_CLASS (default: asgi, the project's default)",
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="run the app with this environment variable (repeatable), e.g. "
+        "DATABASE_ASYNC_POOL_MAX=0",
     )
     parser.add_argument(
         "--only", default="ab,overhead,queries,cache", help="scenarios: ab,overhead,queries,cache"
@@ -917,8 +915,7 @@ def main(argv: list[str] | None = None) -> int:
             db_pool=args.db_pool,
             client=client_library(args.client),
             workers=args.workers,
-            threads=args.threads,
-            worker_class=args.worker_class,
+            app_settings=dict(item.split("=", 1) for item in args.app_env),
         )
         report["stack"] = stack.settings
         run_all(stack, profile, only, report)

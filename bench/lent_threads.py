@@ -1,0 +1,175 @@
+"""What lending each request a long-lived thread (``clubos.asgi.LentThreads``) saves, in one run.
+
+In one process on one event loop (uvloop, as a server worker), the same streamed submits go
+through Django's stock handler alone (a thread started and joined per request) and through
+the lent threads, in alternating rounds of ``--clients`` concurrent clients, each round
+``--requests`` requests. Prints the process's CPU per request (``time.process_time``, every
+thread) and the wall time per request for each way. The fake upstream runs in its own
+process (first token after 0.3 s, 1.5 s per call), so its CPU is not counted.
+
+Needs PostgreSQL and Redis as ``bench/run.py`` does; it uses the ``clubos_bench`` database
+that ``bench/run.py`` leaves behind (run that first), with Redis db 2.
+
+    .venv/bin/python bench/lent_threads.py [--clients 50] [--requests 250] [--rounds 3]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FAKE_PORT = 18799
+os.environ.update(
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/clubos_bench",
+    REDIS_URL="redis://127.0.0.1:6379/2",
+    OPENAI_API_KEY="bench",
+    OPENAI_BASE_URL=f"http://127.0.0.1:{FAKE_PORT}/v1",
+    DJANGO_SECRET_KEY="bench-lent-threads",
+    DJANGO_ALLOWED_HOSTS="127.0.0.1",
+    DJANGO_SETTINGS_MODULE="clubos.settings",
+)
+
+
+async def submit(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/requests/",
+        "raw_path": b"/api/v1/requests/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    finished = asyncio.Event()
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    finished.set()
+    return status
+
+
+async def round_of(app: Any, name: str, clients: int, requests: int, headers: Any) -> dict:
+    sent = 0
+    failures = 0
+
+    async def client(k: int) -> None:
+        nonlocal sent, failures
+        await asyncio.sleep(k * 1.5 / clients)  # steady arrivals, as bench/run.py
+        while sent < requests:
+            sent += 1
+            text = f"TrackMan frozen in bay 3 (lent-{name}-{time.monotonic_ns()})"
+            if await submit(app, json.dumps({"text": text}).encode(), headers) != 201:
+                failures += 1
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {
+        "cpu_ms": (time.process_time() - cpu) * 1000 / sent,
+        "wall_s": time.perf_counter() - wall,
+        "requests": sent,
+        "failures": failures,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    from asgiref.sync import sync_to_async
+
+    import clubos.asgi as served  # imported (and warmed up) before the loop started
+
+    lifespan: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+    async def ignore(message: dict[str, Any]) -> None:
+        return None
+
+    running = asyncio.ensure_future(served.application({"type": "lifespan"}, lifespan.get, ignore))
+    await lifespan.put({"type": "lifespan.startup"})
+    await asyncio.sleep(1)
+
+    def token() -> str:
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        return Token.objects.get_or_create(user=user)[0].key
+
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"authorization", f"Token {await sync_to_async(token)()}".encode()),
+        (b"content-type", b"application/json"),
+        (b"accept", b"text/event-stream"),
+    ]
+    ways = {"stock": served.django_application, "lent": served.served}
+    for name, app in ways.items():  # warm-up
+        await round_of(app, name, args.clients, args.clients, headers)
+    results: dict[str, list[dict]] = {name: [] for name in ways}
+    for _ in range(args.rounds):
+        for name, app in ways.items():
+            results[name].append(await round_of(app, name, args.clients, args.requests, headers))
+    await lifespan.put({"type": "lifespan.shutdown"})
+    await running
+    print(f"{args.clients} concurrent clients, {args.rounds} rounds of {args.requests} each way")
+    for name, rounds in results.items():
+        cpu = [r["cpu_ms"] for r in rounds]
+        print(
+            f"  {name:5s}  CPU per request {statistics.median(cpu):5.2f} ms "
+            f"(rounds: {', '.join(f'{c:.2f}' for c in cpu)}); "
+            f"failures {sum(r['failures'] for r in rounds)}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=250)
+    parser.add_argument("--rounds", type=int, default=3)
+    arguments = parser.parse_args()
+    fake = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "devtools.fake_openai", "--port", str(FAKE_PORT)),
+            *("--ttft", "0.3", "--latency", "1.5", "--tick", "0.05"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{FAKE_PORT}/_fake/behaviour", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        import uvloop
+
+        import clubos.asgi  # noqa: F401  (start-up work, before the loop: as a server does)
+
+        uvloop.run(main(arguments))
+    finally:
+        fake.terminate()
+        fake.wait(10)
