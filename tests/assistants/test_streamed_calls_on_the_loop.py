@@ -2,6 +2,7 @@
 OpenAI server: the answer, the retry, every failure mode and the kept-alive connection."""
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -186,3 +187,32 @@ def test_a_server_that_is_not_there_is_a_lost_connection(openai_upstream, settin
 )
 def test_error_statuses_are_the_same_failures_as_through_the_sdk(status, kind):
     assert status_failure(status).kind is kind
+
+
+def test_a_trial_call_cut_short_leaves_the_breaker_free_to_try_again(openai_upstream):
+    from assistants.breaker import breaker_for
+
+    system_config_update(assistant_retries=0)
+    openai_upstream.configure(fail="500")
+    for _ in range(5):
+        assert streamed(tech_call())[1] is not None
+    breaker = breaker_for("openai-responses")
+    assert breaker.is_open
+    breaker.cooldown_s = 0.05
+    time.sleep(0.1)
+    openai_upstream.configure(fail=None, ttft_s=2.0, latency_s=2.5)  # healed, but slow
+    trial = tech_call()
+
+    async def leave_during_the_trial() -> None:
+        reading = asyncio.ensure_future(anext(trial.astream()))
+        await asyncio.sleep(0.3)  # the trial call is out; the person goes away
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+    on_a_loop(leave_during_the_trial)
+    assert trial.upstream_calls == 1
+    openai_upstream.configure(ttft_s=0.0, latency_s=0.0)
+    events, failure = streamed(tech_call())  # the next request tries again, and heals it
+    assert failure is None and isinstance(events[-1], Completion)
+    assert not breaker.is_open
