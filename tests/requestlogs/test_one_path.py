@@ -146,7 +146,7 @@ def _unchunked(body: bytes) -> bytes:
     return out
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("token_known", [False, True], ids=["token-new", "token-known"])
 def test_every_case_gets_one_answer_and_no_model_call_without_its_row(
     asgi_live_server, routes, user, openai_upstream, token_known
@@ -174,7 +174,7 @@ def test_every_case_gets_one_answer_and_no_model_call_without_its_row(
     assert RequestLog.objects.get(pk=latin["id"]).text == "café au lait"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_route_disabled_by_an_admin_is_refused_at_once(asgi_live_server, routes, user):
     authorization = token_header(user)
     accepted = Case("booking", 201, json_body(route="booking"))
@@ -187,7 +187,7 @@ def test_a_route_disabled_by_an_admin_is_refused_at_once(asgi_live_server, route
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite stores NUL characters")
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_row_the_database_refuses_is_a_clear_error_and_no_model_call(
     asgi_live_server, routes, user, openai_upstream, monkeypatch
 ):
@@ -200,7 +200,7 @@ def test_a_row_the_database_refuses_is_a_clear_error_and_no_model_call(
         return dataclasses.replace(validate(**kwargs), location="bay\x003")
 
     monkeypatch.setattr("requestlogs.apis.request_validate", sneak_a_nul)
-    status, body = send(asgi_live_server.url, Case("json", 201, json_body()), token_header(user))
+    status, _ = send(asgi_live_server.url, Case("json", 201, json_body()), token_header(user))
 
     assert status == 500
     assert not RequestLog.objects.exists() and openai_upstream.calls == []
