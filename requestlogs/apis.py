@@ -5,6 +5,7 @@ every write and ``request_log_payload`` is the one definition of the public requ
 """
 
 import logging
+import time as clock
 import uuid
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -41,7 +42,7 @@ from requestlogs.selectors import request_log_payload, request_logs_visible_to
 from requestlogs.services import request_escalate, request_feedback_set
 from requestlogs.sse import EVENT_STREAM, EventStream, EventStreamRenderer
 from requestlogs.stats import timing_stats
-from requestlogs.validation import request_validate
+from requestlogs.validation import RequestCreateInputSerializer, request_validate
 from routing.selectors import route_catalog_aget, route_catalog_get
 
 logger = logging.getLogger(__name__)
@@ -130,46 +131,6 @@ NOT_FOUND = OpenApiResponse(description="No such request, or not yours.")
 
 
 # --- Input -----------------------------------------------------------------------------
-
-
-class StrictCharField(serializers.CharField):
-    """Text only: DRF's CharField would turn 42 or true into a string."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("trim_whitespace", False)
-        kwargs.setdefault("allow_blank", True)
-        kwargs.setdefault("allow_null", True)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return data
-
-
-class RequestCreateInputSerializer(serializers.Serializer):
-    # Shape only (types). Whether the text, route and location are acceptable is
-    # request_validate()'s decision, so the API and the console give the same messages.
-    text = StrictCharField(
-        required=True,
-        allow_null=False,
-        help_text="What is going on, 1-4000 characters.",
-        error_messages={
-            "required": "Describe what is going on (text is required).",
-            "null": "Describe what is going on (text is required).",
-            "invalid": "Describe what is going on as text.",
-        },
-    )
-    route = StrictCharField(
-        default="auto",
-        help_text="`auto` (default) or an enabled route's slug.",
-        error_messages={"invalid": "Route must be 'auto' or a route's slug."},
-    )
-    location = StrictCharField(
-        help_text="Where: a venue or bay, up to 100 characters.",
-        error_messages={"invalid": "Location must be text."},
-    )
 
 
 class RequestListFilterSerializer(serializers.Serializer):
@@ -292,17 +253,14 @@ class RequestListCreateApi(AsyncAPIView):
         },
     )
     async def post(self, request: Request) -> Response | StreamingHttpResponse:
-        serializer = RequestCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        started = clock.perf_counter()
         request_input = request_validate(
-            text=data.get("text"),
-            route=data.get("route"),
-            location=data.get("location"),
+            data=request.data,
             user=request.user,
             channel=self._channel(request),
             config=await system_config_aget(),
             catalog=await route_catalog_aget(),
+            started=started,
         )
         if isinstance(request.accepted_renderer, EventStreamRenderer):
             run = await request_start(request=request_input)

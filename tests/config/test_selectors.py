@@ -111,7 +111,7 @@ def test_redis_down_a_request_still_succeeds(redis_down):
     from routing.selectors import route_catalog_get
 
     request = request_validate(
-        text="TrackMan frozen in bay 3",
+        data={"text": "TrackMan frozen in bay 3"},
         user=None,
         config=system_config_get(),
         catalog=route_catalog_get(),

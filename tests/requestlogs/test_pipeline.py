@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.core.exceptions import ValidationError
+from rest_framework.exceptions import ValidationError
 
 from config.llm import openai_async_channel_open
 from config.selectors import system_config_get
@@ -31,9 +31,7 @@ pytestmark = pytest.mark.django_db
 
 def validated(text: Any, route: Any = "auto", location: Any = "Bedford", user=None) -> RequestInput:
     return request_validate(
-        text=text,
-        route=route,
-        location=location,
+        data={"text": text, "route": route, "location": location},
         user=user,
         config=system_config_get(),
         catalog=route_catalog_get(),
@@ -134,14 +132,14 @@ class TestValidation:
     def test_bad_input_is_rejected_per_field_and_writes_nothing(self, kwargs, field):
         with pytest.raises(ValidationError) as info:
             validated(**{"location": "", **kwargs})
-        assert field in info.value.message_dict
+        assert field in info.value.detail
         assert not RequestLog.objects.exists()
 
     def test_disabled_route_cannot_be_chosen(self):
         route_update(route=Route.objects.get(slug="brand"), enabled=False)
         with pytest.raises(ValidationError) as info:
             submit("new promo post please", route="brand")
-        assert "route" in info.value.message_dict
+        assert "route" in info.value.detail
 
     def test_text_is_trimmed_and_4000_characters_is_fine(self):
         log = submit("  " + "a" * 4000 + "  ", route="tech")

@@ -52,9 +52,7 @@ class Command(BaseCommand):
             config, catalog = system_config_get(), route_catalog_get()
             for text, route, location in DEMO_REQUESTS:
                 request = request_validate(
-                    text=text,
-                    route=route,
-                    location=location,
+                    data={"text": text, "route": route, "location": location},
                     user=user,
                     channel=Channel.WEB,
                     config=config,
