@@ -54,6 +54,16 @@ class _TokenCache:
 api_token_cache = _TokenCache()
 
 
+def api_token_forget_token(*, instance: Any, **kwargs: Any) -> None:
+    """A token deleted (``post_delete``): this process stops trusting it at once."""
+    api_token_cache.forget(key=instance.key)
+
+
+def api_token_forget_user(*, instance: Any, **kwargs: Any) -> None:
+    """A user saved or deleted (deactivated, demoted): their tokens are checked again."""
+    api_token_cache.forget(user_id=instance.pk)
+
+
 class CachedTokenAuthentication(TokenAuthentication):
     """DRF's ``Authorization: Token <key>``, remembering each valid token for a short while.
 

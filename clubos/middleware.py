@@ -50,16 +50,13 @@ class SessionWritesInAThread(OnTheLoop):
         return settings.SESSION_SAVE_EVERY_REQUEST or bool(getattr(session, "accessed", False))
 
 
-class SecurityMiddleware(OnTheLoop, security.SecurityMiddleware):
-    pass
+class SecurityMiddleware(OnTheLoop, security.SecurityMiddleware): ...
 
 
-class SessionMiddleware(SessionWritesInAThread, sessions.SessionMiddleware):
-    pass
+class SessionMiddleware(SessionWritesInAThread, sessions.SessionMiddleware): ...
 
 
-class CommonMiddleware(OnTheLoop, common.CommonMiddleware):
-    pass
+class CommonMiddleware(OnTheLoop, common.CommonMiddleware): ...
 
 
 class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
@@ -71,8 +68,7 @@ class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
         return super().process_view(request, callback, callback_args, callback_kwargs)
 
 
-class AuthenticationMiddleware(OnTheLoop, auth.AuthenticationMiddleware):
-    pass
+class AuthenticationMiddleware(OnTheLoop, auth.AuthenticationMiddleware): ...
 
 
 class MessageMiddleware(SessionWritesInAThread, messages.MessageMiddleware):
@@ -83,5 +79,4 @@ class MessageMiddleware(SessionWritesInAThread, messages.MessageMiddleware):
         return pending or super().response_needs_thread(request)
 
 
-class XFrameOptionsMiddleware(OnTheLoop, clickjacking.XFrameOptionsMiddleware):
-    pass
+class XFrameOptionsMiddleware(OnTheLoop, clickjacking.XFrameOptionsMiddleware): ...

@@ -53,19 +53,19 @@ class AnswerDelta:
 
 @dataclass(frozen=True, slots=True)
 class RequestDone:
-    """The request is over and its row final. ``failed`` when the assistant could not
+    """The request is over and its row final; ``failed`` when the assistant could not
     answer (status timeout or error)."""
 
     log: RequestLog
-    failed: bool
     catalog: RouteCatalog
     """The routes the request was served with: they name its route without a cache read."""
 
+    @property
+    def failed(self) -> bool:
+        return self.log.status not in {RequestStatus.OK, RequestStatus.CACHED}
+
 
 PipelineEvent = RouteChosen | AnswerDelta | RequestDone
-
-_ANSWERED = frozenset({RequestStatus.OK, RequestStatus.CACHED})
-
 
 # --- The pipeline ---------------------------------------------------------------------
 
@@ -94,11 +94,8 @@ async def request_start(*, request: RequestInput) -> "RequestRun":
 async def request_answer(*, request: RequestInput) -> RequestDone:
     """Accept a request and run it to its end: the final row (the JSON answer)."""
     run = await request_start(request=request)
-    done: RequestDone | None = None
-    async for event in run.events():
-        if isinstance(event, RequestDone):
-            done = event
-    assert done is not None
+    *_, done = [event async for event in run.events()]
+    assert isinstance(done, RequestDone)
     return done
 
 
@@ -178,14 +175,14 @@ class RequestRun:
     async def close(self) -> None:
         """The client went away before the end: the row keeps what it was sent. Nothing
         for a request already over."""
-        if self.finished:
-            return
-        self.fields.update(
-            status=RequestStatus.ABANDONED,
-            answer="".join(self.answer),
-            error="the client went away before the answer was complete",
+        await self._end(
+            RequestStatus.ABANDONED, "the client went away before the answer was complete"
         )
-        await self._write()
+
+    async def _end(self, status: RequestStatus, error: str) -> None:
+        if not self.finished:
+            self.fields.update(status=status, answer="".join(self.answer), error=error)
+            await self._write()
 
     def _routed(self, decision: RouteDecision) -> AssistantCall:
         """The decision into the row's fields, and the call to its assistant."""
@@ -241,45 +238,33 @@ class RequestRun:
         fields["upstream_calls"] += self.call.upstream_calls
         fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
         await self._write()
-        return RequestDone(
-            log=self.log,
-            failed=fields["status"] not in _ANSWERED,
-            catalog=self.request.catalog,
-        )
+        return RequestDone(log=self.log, catalog=self.request.catalog)
 
     async def _crash(self, exc: BaseException) -> None:
-        if self.finished:
-            return
         logger.error("request %s failed", self.log.pk, exc_info=exc)
-        self.fields.update(
-            status=RequestStatus.ERROR,
-            answer="".join(self.answer),
-            error=f"internal error: {type(exc).__name__}: {exc}",
-        )
-        await self._write()
+        await self._end(RequestStatus.ERROR, f"internal error: {type(exc).__name__}: {exc}")
 
     async def _write(self) -> None:
         """The row's final write, once. Should the database not take it now (gone
         mid-request), the person still gets what they were answered, and the row stays
         ``received`` until the abandoned-request sweep marks it."""
-        self.fields["total_ms"] = _elapsed_ms(self.request.started)
+        self.fields.update(total_ms=_elapsed_ms(self.request.started), finished_at=timezone.now())
+        self._onto_log()
         self.finished = True
         try:
-            await request_log_finish(self.log, self.fields)
+            await request_log_finish(self.log)
         except Exception:
             logger.exception("request %s: its final write failed", self.log.pk)
 
     async def _alert(self, kind: AlertKind, detail: str = "") -> None:
-        # The alert is built from the log's fields: give it what the request knows so far.
+        self._onto_log()  # the alert is built from what the request knows so far
+        await in_thread(
+            slack_alert_submit, kind=kind, log=self.log, config=self.request.config, detail=detail
+        )
+
+    def _onto_log(self) -> None:
         for name, value in self.fields.items():
             setattr(self.log, name, value)
-        await in_thread(
-            slack_alert_submit,
-            kind=kind,
-            log=self.log,
-            config=self.request.config,
-            detail=detail,
-        )
 
 
 def _elapsed_ms(since: float) -> float:

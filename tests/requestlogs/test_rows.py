@@ -13,13 +13,7 @@ from config.db_async import db_async_close, db_async_open, db_async_pool
 from config.services import system_config_update
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.pipeline import AnswerDelta, RequestDone, request_answer, request_start, to_the_end
-from requestlogs.rows import (
-    _insert_compiled,
-    _insert_statement,
-    _update_compiled,
-    _update_statement,
-    request_log_finish,
-)
+from requestlogs.rows import _statement, orm_statement, request_log_finish
 from tests.requestlogs.factories import RequestLogFactory
 from tests.requestlogs.test_pipeline import on_loop, refreshed, validated
 
@@ -28,9 +22,8 @@ on_postgresql = pytest.mark.skipif(
 )
 
 
-def final_fields(**changes: object) -> dict[str, object]:
-    fields: dict[str, object] = {
-        "route_id": None,
+def finished(log: RequestLog, **changes: object) -> RequestLog:
+    values: dict[str, object] = {
         "routing_source": "local",
         "confidence": 0.91,
         "upstream_calls": 1,
@@ -42,18 +35,20 @@ def final_fields(**changes: object) -> dict[str, object]:
         "total_ms": 1502.25,
         "finished_at": timezone.now(),
     }
-    return fields | changes
+    for name, value in (values | changes).items():
+        setattr(log, name, value)
+    return log
 
 
 @pytest.mark.django_db
 def test_the_remembered_statements_are_what_the_orm_compiles():
     first, second = RequestLogFactory(), RequestLogFactory()
-    _update_statement(first, final_fields())  # compiles and remembers the SQL
-    for fields in (final_fields(), final_fields(status=RequestStatus.ERROR, answer="")):
-        assert _update_statement(second, fields) == _update_compiled(second, fields)
+    _statement(finished(first), insert=False)  # compiles and remembers the SQL
+    for log in (finished(second), finished(second, status=RequestStatus.ERROR, answer="")):
+        assert _statement(log, insert=False) == orm_statement(log, insert=False)
     new, newer = RequestLogFactory.build(), RequestLogFactory.build(location="Halifax")
-    _insert_statement(new)
-    assert _insert_statement(newer) == _insert_compiled(newer)
+    _statement(new, insert=True)
+    assert _statement(newer, insert=True) == orm_statement(newer, insert=True)
 
 
 def test_a_write_runs_to_its_end_when_the_client_goes_away_during_it():
@@ -138,8 +133,7 @@ class TestOnTheLoopsOwnConnection:
         log = RequestLogFactory()
         on_loop(server_loop, pool.close())
 
-        fields = final_fields(status=RequestStatus.OK, answer="Reboot it.")
-        on_loop(server_loop, request_log_finish(log, fields))
+        on_loop(server_loop, request_log_finish(finished(log, answer="Reboot it.")))
 
         row = refreshed(log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot it."
