@@ -1,7 +1,8 @@
 """Count, for one warm request: database queries, and model calls for each way of routing.
 
 Runs in-process on the embedded default (a throwaway SQLite file) with the project's fake
-OpenAI server on loopback, through the real API view and the real openai SDK:
+OpenAI server on loopback, through the real API view (the pipeline's upstream calls through aiohttp, the LLM router's
+through the openai SDK):
 
     .venv/bin/python bench/counts.py
 """
@@ -10,6 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,12 +30,15 @@ def main() -> None:
         DATABASE_URL=f"sqlite:///{workdir}/db.sqlite3",
         OPENAI_API_KEY="fake",
         OPENAI_BASE_URL=fake.base_url,
+        # The warm path: a token checked within the last second is not looked up again.
+        API_TOKEN_CACHE_S="60",
     )
     for name in ("REDIS_URL", "ASSISTANT_BACKEND"):
         os.environ.pop(name, None)
     import django
 
     django.setup()
+    from asgiref.sync import async_to_sync
     from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection
@@ -47,6 +52,10 @@ def main() -> None:
     user = User.objects.create_user("counts")
     client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
 
+    async def read_all(content: Any) -> None:
+        async for _ in content:
+            pass
+
     def post(route: str, stream: bool) -> tuple[dict, int]:
         headers = {"HTTP_ACCEPT": "text/event-stream"} if stream else {}
         with CaptureQueriesContext(connection) as queries:
@@ -57,7 +66,7 @@ def main() -> None:
                 **headers,
             )
             if stream:
-                b"".join(response.streaming_content)
+                async_to_sync(read_all)(response.streaming_content)
         return (response.json() if not stream else {}), len(queries.captured_queries)
 
     print(
