@@ -49,12 +49,11 @@ class LentThreads:
 served = LentThreads()
 
 # Every process that serves requests trains the router and opens its upstream connection
-# before it takes traffic (clubos.warmup).
+# before it takes traffic (clubos.warmup), at the lifespan's start-up.
 from clubos.warmup import warm_up, warm_up_async  # noqa: E402
 from config.db_async import db_async_close  # noqa: E402
 from config.llm import openai_async_channel_close  # noqa: E402
-
-warm_up()
+from config.threads import in_thread  # noqa: E402
 
 
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,8 +63,9 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            # The event loop exists now: its channel to the model's server and its database
-            # pool can connect.
+            # The database work in a thread (a server may import this module on its loop);
+            # then the loop's own channel to the model's server and its database pool.
+            await in_thread(warm_up)
             await warm_up_async()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

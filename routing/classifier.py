@@ -187,13 +187,14 @@ class LocalRouterModel:
         return self._fingerprint == fingerprint
 
     def get(self, fingerprint: str) -> TextClassifier | None:
-        model = self._model
-        if model is not None and self._fingerprint == fingerprint:
-            return model
+        """The model for this catalog (None: fewer than two routes have examples), trained
+        first if the catalog changed since (``ready`` says whether it must be)."""
+        if self._fingerprint == fingerprint:
+            return self._model
         with self._lock:
             # Requests that arrive during a retrain wait for the new model rather than
             # being routed by one that an admin has just corrected.
-            if self._model is None or self._fingerprint != fingerprint:
+            if self._fingerprint != fingerprint:
                 self._retrain(fingerprint)
             return self._model
 

@@ -250,7 +250,7 @@ def server_url(asgi_live_server) -> str:
     return asgi_live_server.url
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 class TestStreamOverRealHttp:
     """Through a real server and socket: frames must leave as they happen, not at the end."""
 

@@ -17,7 +17,7 @@ from routing.classifier import FastClassifier, TextClassifier, local_router_mode
 from routing.models import Route
 from routing.router import route_decide
 from routing.selectors import route_catalog_get, route_training_examples
-from routing.services import route_utterance_add
+from routing.services import route_update, route_utterance_add
 from routing.strategies import base
 
 pytestmark = pytest.mark.django_db
@@ -175,6 +175,24 @@ def test_an_added_utterance_retrains_the_model_on_the_next_request():
     assert local_router_model.get(route_catalog_get().fingerprint) is not model_before
     assert after.route.slug == "booking"
     assert after.confidence > (before.confidence if before.route.slug == "booking" else 0.0)
+
+
+def test_with_one_route_left_to_learn_from_routing_still_works_and_trains_once(monkeypatch):
+    # An admin disabled every route but one: there is nothing to tell apart. The classifier
+    # has no model for that catalog, and must not retrain (on the loop) on every request.
+    for route in Route.objects.exclude(slug="tech"):
+        route_update(route=route, enabled=False)
+    trainings: list[str] = []
+    retrain = local_router_model._retrain
+
+    def counted(fingerprint: str) -> None:
+        trainings.append(fingerprint)
+        retrain(fingerprint)
+
+    monkeypatch.setattr(local_router_model, "_retrain", counted)
+    first, second = decide("TrackMan frozen in bay 3"), decide("projector shows no image")
+    assert first.route.slug == second.route.slug == "tech"
+    assert len(trainings) == 1
 
 
 def test_evaluate_router_meets_the_targets_on_the_evaluation_set():
