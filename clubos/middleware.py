@@ -8,11 +8,13 @@ hooks of these middleware only compute (headers, cookies, a redirect, the CSRF c
 body already read), so here they are Django's own methods, called on the loop. The one
 exception: a session that was read or written during the request may be saved by the
 session and messages middleware, which is database or cache work, so their response hook
-takes the thread then, as under Django.
+takes the thread then, as under Django; should the client leave during that trip, the
+response, which Django would then drop unclosed, is closed.
 
 Under the sync handler (the test client) each runs exactly as Django's.
 """
 
+import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -23,6 +25,8 @@ from django.contrib.sessions import middleware as sessions
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
+
+from config.threads import to_the_end
 
 
 class OnTheLoop:
@@ -35,7 +39,14 @@ class OnTheLoop:
         response = response or await self.get_response(request)  # type: ignore[attr-defined]
         if hasattr(self, "process_response"):
             if self.response_needs_thread(request):
-                return await sync_to_async(self.process_response)(request, response)
+                try:
+                    return await sync_to_async(self.process_response)(request, response)
+                except asyncio.CancelledError:
+                    # The client left during the trip: Django will neither send nor close
+                    # this response. Closed here, its own clean-up runs (an event stream's
+                    # request is recorded as abandoned).
+                    await to_the_end(sync_to_async(response.close)())
+                    raise
             response = self.process_response(request, response)
         return response
 

@@ -1,10 +1,15 @@
-"""Synchronous work awaited from the event loop: the ORM, the shared cache's blocking client,
-the OpenAI SDK."""
+"""Work awaited from the event loop: synchronous work (the ORM, the shared cache's blocking
+client, the OpenAI SDK) in a thread, and work that must finish even if its request is
+cancelled."""
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import sync_to_async
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 
 def db_connection_release() -> None:
@@ -30,3 +35,24 @@ async def in_thread[**P, R](fn: Callable[P, R], /, *args: P.args, **kwargs: P.kw
             db_connection_release()
 
     return await sync_to_async(call)()
+
+
+async def to_the_end[T](work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the task awaiting it is cancelled meanwhile (the
+    client went away, the server gave up on the request): a request's write or its clean-up
+    cut off half-way would leave its row unfinished. The cancellation is passed on once the work is
+    done."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except BaseException:  # noqa: S110 - the work's own failure: task.result() raises it
+            pass
+    if cancelled and not task.cancelled():
+        if (failure := task.exception()) is not None:
+            logger.error("work finished after a cancellation failed", exc_info=failure)
+        raise asyncio.CancelledError
+    return task.result()

@@ -276,11 +276,20 @@ class RequestListCreateApi(AsyncAPIView):
             request_log_payload(done.log, catalog=done.catalog), status=status.HTTP_201_CREATED
         )
 
+    def get_renderers(self) -> list[Any]:
+        # Only a submit streams: anything else answers JSON (or 406).
+        renderers = super().get_renderers()
+        if self.request.method == "POST":
+            return renderers
+        return [r for r in renderers if not isinstance(r, EventStreamRenderer)]
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        """DRF's checks (in a thread); then the thread's pooled database connection, if
-        authentication used one, goes back before the request waits on the model."""
+        """DRF's checks, then its parser, in a thread (adrf): a large body's parsing is not
+        the event loop's; then the thread's pooled database connection, if authentication
+        used one, goes back before the request waits on the model."""
         try:
             super().initial(request, *args, **kwargs)
+            request.data  # noqa: B018 - parsed here, in the thread
         finally:
             db_connection_release()
 

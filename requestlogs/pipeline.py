@@ -16,7 +16,7 @@ alert's hand-off) are awaited in a thread; everything else runs on the loop.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from django.utils import timezone
 from assistants.backends import AssistantError, Completion, FailureKind, StreamEvent, TextDelta
 from assistants.backends.offline import knowledge_best
 from assistants.services import AssistantCall, response_cache_get, response_cache_put
-from config.threads import in_thread
+from config.threads import in_thread, to_the_end
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.rows import request_log_finish, request_log_insert
 from requestlogs.slack import AlertKind, slack_alert_submit
@@ -235,8 +235,7 @@ class RequestRun:
             )
             if self.fresh:
                 await response_cache_put(call=self.call, completion=self.completion)
-        fields["upstream_calls"] += self.call.upstream_calls
-        fields.update(answer="".join(self.answer), assistant_ms=_elapsed_ms(self.assistant_started))
+        fields["answer"] = "".join(self.answer)
         await self._write()
         return RequestDone(log=self.log, catalog=self.request.catalog)
 
@@ -248,6 +247,10 @@ class RequestRun:
         """The row's final write, once. Should the database not take it now (gone
         mid-request), the person still gets what they were answered, and the row stays
         ``received`` until the abandoned-request sweep marks it."""
+        if self.call is not None:  # the model's calls, however the request ended
+            self.fields["upstream_calls"] += self.call.upstream_calls
+        if self.assistant_started:
+            self.fields["assistant_ms"] = _elapsed_ms(self.assistant_started)
         self.fields.update(total_ms=_elapsed_ms(self.request.started), finished_at=timezone.now())
         self._onto_log()
         self.finished = True
@@ -285,24 +288,3 @@ def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> st
         lines.append("Meanwhile, the standard procedure on file:")
         lines += [f"**{p.title}**\n{p.body.strip()}" for p in procedures]
     return "\n\n".join(lines)
-
-
-async def to_the_end[T](work: Awaitable[T]) -> T:
-    """Await ``work`` to its end even if the task awaiting it is cancelled meanwhile (the
-    client went away, the server gave up on the request): a request's write cut off
-    half-way would leave its row unfinished. The cancellation is passed on once the work is
-    done."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-        except BaseException:  # noqa: S110 - the work's own failure: task.result() raises it
-            pass
-    if cancelled and not task.cancelled():
-        if (failure := task.exception()) is not None:
-            logger.error("work finished after a cancellation failed", exc_info=failure)
-        raise asyncio.CancelledError
-    return task.result()

@@ -173,44 +173,53 @@ def _feature_indices(vectorizer: TfidfVectorizer) -> Callable[[str], list[int]]:
 
 
 class LocalRouterModel:
-    """The process's classifier, retrained whenever the route catalog's fingerprint changes."""
+    """The process's classifier, trained for each route catalog (by its fingerprint).
+
+    The model of the catalog before the last is kept too: for a second after an admin's
+    edit, requests still carry the catalog they read before it, and each is routed by the
+    model of its own catalog instead of training the old one again.
+    """
+
+    KEEP = 2
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._fingerprint: str | None = None
-        self._model: TextClassifier | None = None
+        self._models: dict[str, TextClassifier | None] = {}
         self.trained_at: float | None = None
         self.train_seconds: float | None = None
 
     def ready(self, fingerprint: str) -> bool:
-        """Whether ``get`` returns at once: the model is trained for this catalog."""
-        return self._fingerprint == fingerprint
+        """Whether ``get`` returns at once: a model is trained for this catalog."""
+        return fingerprint in self._models
 
     def get(self, fingerprint: str) -> TextClassifier | None:
         """The model for this catalog (None: fewer than two routes have examples), trained
-        first if the catalog changed since (``ready`` says whether it must be)."""
-        if self._fingerprint == fingerprint:
-            return self._model
+        first if there is none yet (``ready`` says whether it must be)."""
+        models = self._models
+        if fingerprint in models:
+            return models[fingerprint]
         with self._lock:
-            # Requests that arrive during a retrain wait for the new model rather than
-            # being routed by one that an admin has just corrected.
-            if self._fingerprint != fingerprint:
+            # Requests that arrive during a training wait for its model rather than
+            # training one each.
+            if fingerprint not in self._models:
                 self._retrain(fingerprint)
-            return self._model
+            return self._models[fingerprint]
 
     def _retrain(self, fingerprint: str) -> None:
         from routing.selectors import route_training_examples
 
         examples = route_training_examples()
         started = time.perf_counter()
-        if len({label for _, label in examples}) < 2:
-            self._model = None
-        else:
+        model: TextClassifier | None = None
+        if len({label for _, label in examples}) >= 2:
             trained = TextClassifier.train(examples)
-            self._model = FastClassifier(trained.pipeline, trained.labels)
+            model = FastClassifier(trained.pipeline, trained.labels)
         self.train_seconds = time.perf_counter() - started
         self.trained_at = time.time()
-        self._fingerprint = fingerprint
+        models = {**self._models, fingerprint: model}
+        while len(models) > self.KEEP:
+            del models[next(iter(models))]
+        self._models = models  # one assignment: readers on other threads see old or new
         logger.info(
             "local router trained on %d examples in %.2f s", len(examples), self.train_seconds
         )

@@ -46,8 +46,8 @@ async def route_decide(
     """Decide the route. A chosen route costs nothing; 'auto' runs the configured strategy.
 
     On the event loop, as every strategy's ``adecide``: the rules and the classifier
-    compute there, the LLM router waits in a thread, and a classifier that must train
-    first (start-up, an admin's edit of the examples) trains in a thread too.
+    compute there, the LLM router waits in a thread, and a decision whose classifier must
+    train first (start-up, an admin's edit of the examples) is made in a thread.
 
     The configured strategy's failure (the LLM router's upstream down, say) falls back to
     the keyword rules, then to the default route: routing never fails a request.
@@ -68,10 +68,13 @@ async def route_decide(
         if name == "llm" and not config.llm_routing_enabled:
             continue
         strategy = strategy_get(name)
-        if not strategy.ready(catalog):
-            await in_thread(strategy.warm, catalog)
         try:
-            decision = await strategy.adecide(text, catalog=catalog, config=config)
+            if strategy.ready(catalog):
+                decision = await strategy.adecide(text, catalog=catalog, config=config)
+            else:
+                # It must train first (start-up, an admin's edit): seconds of work, so
+                # this decision is made in a thread.
+                decision = await in_thread(strategy.decide, text, catalog=catalog, config=config)
         except RoutingError as exc:
             upstream_calls += exc.upstream_calls
             note = str(exc)

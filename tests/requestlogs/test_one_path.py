@@ -204,3 +204,29 @@ def test_a_row_the_database_refuses_is_a_clear_error_and_no_model_call(
 
     assert status == 500
     assert not RequestLog.objects.exists() and openai_upstream.calls == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_body_is_parsed_off_the_event_loop(asgi_live_server, routes, user, monkeypatch):
+    # A large body takes the parser a while: never on the loop every stream shares.
+    import threading
+
+    from config.parsers import JSONParser
+
+    threads: list[str] = []
+    parse = JSONParser.parse
+
+    def recorded(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return parse(self, *args, **kwargs)
+
+    monkeypatch.setattr(JSONParser, "parse", recorded)
+    assert send(asgi_live_server.url, CASES[0], token_header(user))[0] == 201
+    assert threads and "asgi-live-server" not in threads
+
+
+@pytest.mark.django_db
+def test_only_a_submit_answers_in_events(api_client, routes):
+    listed = api_client.get(URL, headers={"Accept": "text/event-stream"})
+    assert listed.status_code == 406
+    assert api_client.get(URL).status_code == 200
