@@ -11,8 +11,9 @@ from django.utils import timezone
 import requestlogs.pipeline as pipeline
 from config.db_async import db_async_close, db_async_open, db_async_pool
 from config.services import system_config_update
+from config.threads import to_the_end
 from requestlogs.models import RequestLog, RequestStatus
-from requestlogs.pipeline import AnswerDelta, RequestDone, request_answer, request_start, to_the_end
+from requestlogs.pipeline import AnswerDelta, RequestDone, request_answer, request_start
 from requestlogs.rows import _statement, orm_statement, request_log_finish
 from tests.requestlogs.factories import RequestLogFactory
 from tests.requestlogs.test_pipeline import on_loop, refreshed, validated
