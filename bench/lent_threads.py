@@ -27,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from devtools.asgi import post_scope  # noqa: E402
+
 FAKE_PORT = 18799
 os.environ.update(
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/clubos_bench",
@@ -40,20 +43,7 @@ os.environ.update(
 
 
 async def submit(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/requests/",
-        "raw_path": b"/api/v1/requests/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-    }
+    scope = post_scope("/api/v1/requests/", body, headers)
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     finished = asyncio.Event()
     status = 0

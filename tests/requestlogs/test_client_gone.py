@@ -11,6 +11,7 @@ from django.contrib.sessions.backends.cached_db import SessionStore
 from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
 
 import requestlogs.apis as apis
+from devtools.asgi import post_scope
 from requestlogs.models import RequestLog, RequestStatus
 from tests.requestlogs.api_factories import token_header
 
@@ -51,26 +52,16 @@ def test_a_client_gone_as_its_row_is_committed_leaves_it_abandoned(
     if by == "token":
         headers.append((b"authorization", token_header(user).encode()))
     body = json.dumps({"text": "TrackMan frozen in bay 3", "route": "tech"}).encode()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/requests/",
-        "raw_path": b"/api/v1/requests/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
+    scope = post_scope(
+        "/api/v1/requests/",
+        body,
+        [
             (b"host", b"127.0.0.1"),
             (b"content-type", b"application/json"),
             (b"accept", b"text/event-stream"),
-            (b"content-length", str(len(body)).encode()),
             *headers,
         ],
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 50000),
-    }
+    )
 
     async def serve() -> None:
         messages = iter([{"type": "http.request", "body": body, "more_body": False}])
