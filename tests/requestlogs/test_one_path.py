@@ -230,3 +230,26 @@ def test_only_a_submit_answers_in_events(api_client, routes):
     listed = api_client.get(URL, headers={"Accept": "text/event-stream"})
     assert listed.status_code == 406
     assert api_client.get(URL).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("failure", ["django", "psycopg"])
+def test_a_database_out_of_reach_is_a_503_and_no_model_call(
+    api_client, routes, openai_upstream, monkeypatch, failure
+):
+    import psycopg
+    from django.db import OperationalError
+
+    import requestlogs.pipeline as pipeline
+
+    async def unreachable(log):
+        if failure == "django":
+            raise OperationalError("connection refused")
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(pipeline, "request_log_insert", unreachable)
+    response = api_client.post(URL, {"text": "TrackMan frozen", "route": "tech"}, format="json")
+
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["detail"] and response["Retry-After"] == "5"
+    assert openai_upstream.calls == []
