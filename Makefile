@@ -25,11 +25,18 @@ install: $(STAMP)  ## Create .venv and install the locked dependencies
 run: install  ## Migrate, create demo data and a demo login, serve on http://127.0.0.1:8000
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py seed_demo --url http://$(HOST):$(PORT)/
-	# The ASGI application production serves, with reload on code changes.
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/uvicorn clubos.asgi:application --reload \
+	# The ASGI application production serves, with reload on code changes. --no-proxy-headers:
+	# uvicorn would otherwise take the client address from X-Forwarded-For of any loopback
+	# peer; the app decides that itself (TRUSTED_PROXY_COUNT). Beside it, in a session of its
+	# own, the task worker (Slack alerts, the sweeps; reloads too), stopped when the server stops.
+	export DJANGO_DEBUG=$${DJANGO_DEBUG:-1}; \
+	setsid $(BIN)/python manage.py tasks_worker --verbosity 0 & worker=$$!; \
+	trap 'kill -TERM -- -$$worker 2>/dev/null; wait $$worker' EXIT; \
+	$(BIN)/uvicorn clubos.asgi:application --reload \
 		--reload-dir accounts --reload-dir assistants --reload-dir clubos --reload-dir config \
 		--reload-dir requestlogs --reload-dir routing --reload-dir templates \
-		--host $(HOST) --port $(PORT) --loop uvloop --http httptools --lifespan on
+		--host $(HOST) --port $(PORT) --loop uvloop --http httptools --lifespan on \
+		--no-proxy-headers
 
 test: install  ## Lint, type-check and run the whole test suite
 	$(BIN)/ruff check .
@@ -38,15 +45,23 @@ test: install  ## Lint, type-check and run the whole test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 serve: install  ## Serve under gunicorn (set DJANGO_SECRET_KEY, DATABASE_URL, REDIS_URL first)
+	# Production defaults: HTTPS behind a TLS proxy. Over plain HTTP (on loopback) add
+	# DJANGO_SECURE_SSL_REDIRECT=0 DJANGO_SECURE_COOKIES=0 (README, "Production").
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput -v0
+	# The task worker beside gunicorn; whichever stops (Ctrl+C, a crash), the other is stopped.
+	setsid $(BIN)/python manage.py tasks_worker & worker=$$!; \
+	trap 'kill -TERM -- -$$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 bench: install  ## Benchmark the old design against the new on PostgreSQL + Redis (bench/README.md)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+faults: install  ## Each fault under c=50 streamed load on gunicorn + PostgreSQL + Redis, a table (README "Faults")
+	$(BIN)/python bench/faults.py $(FAULTS_ARGS)
+
 lock:  ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.12 -o requirements.lock
 
-.PHONY: help install run test serve bench lock
+.PHONY: help install run test serve bench faults lock

@@ -18,11 +18,17 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
+# The asgi worker never takes the client address from X-Forwarded-For (the app does, per
+# TRUSTED_PROXY_COUNT); these peers may only set the scheme headers (X-Forwarded-Proto).
+# Loopback by default: a proxy on another host must be listed here.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 preload_app = False
 
 
 def when_ready(server: object) -> None:
-    """Rows a killed worker left 'received' are marked 'abandoned' whenever the server starts."""
+    """Rows a killed worker left 'received' are marked 'abandoned' when the server starts (the
+    task worker, `manage.py tasks_worker`, also does it every TASKS_SWEEP_INTERVAL_S); only rows
+    older than the longest a request can take, so another instance's live streams are left."""
     import django
 
     django.setup()

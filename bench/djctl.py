@@ -32,8 +32,8 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count, Sum  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
+from accounts.services import api_token_create  # noqa: E402
 from config.services import system_config_update  # noqa: E402
 from requestlogs.models import RequestLog  # noqa: E402
 
@@ -42,8 +42,8 @@ BENCH_USER = "bench"
 
 def op_token() -> dict[str, Any]:
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"token": token.key}
+    _, key = api_token_create(user=user)
+    return {"token": key}
 
 
 def op_config(changes: dict[str, Any]) -> dict[str, Any]:

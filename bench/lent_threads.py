@@ -38,6 +38,8 @@ os.environ.update(
     OPENAI_BASE_URL=f"http://127.0.0.1:{FAKE_PORT}/v1",
     DJANGO_SECRET_KEY="bench-lent-threads",
     DJANGO_ALLOWED_HOSTS="127.0.0.1",
+    # Plain HTTP: no redirect to https.
+    DJANGO_SECURE_SSL_REDIRECT="0",
     DJANGO_SETTINGS_MODULE="clubos.settings",
 )
 
@@ -103,10 +105,11 @@ async def main(args: argparse.Namespace) -> None:
 
     def token() -> str:
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
+
+        from accounts.services import api_token_create
 
         user, _ = get_user_model().objects.get_or_create(username="bench")
-        return Token.objects.get_or_create(user=user)[0].key
+        return api_token_create(user=user)[1]
 
     headers = [
         (b"host", b"127.0.0.1"),

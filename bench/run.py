@@ -389,6 +389,10 @@ def start_stack(
         "OPENAI_BASE_URL": f"{fake_url}/v1",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
         "DJANGO_ALLOWED_HOSTS": HOST,
+        # Plain HTTP on loopback: no redirect to https, cookies not marked secure (the
+        # Content Security Policy and HSTS stay as in production).
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SECURE_COOKIES": "0",
         "GUNICORN_BIND": f"{HOST}:{app_port}",
     }
     app_env["DATABASE_POOL"] = "1" if db_pool else "0"

@@ -22,9 +22,13 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.http import HttpRequest
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import clickjacking, common, csp, csrf, security
+from django.shortcuts import render
+from django.utils.csp import CSP, build_policy
+from django.utils.deprecation import MiddlewareMixin
 
 from config.threads import to_the_end
 
@@ -91,3 +95,80 @@ class MessageMiddleware(SessionWritesInAThread, messages.MessageMiddleware):
 
 
 class XFrameOptionsMiddleware(OnTheLoop, clickjacking.XFrameOptionsMiddleware): ...
+
+
+class ContentSecurityPolicyMiddleware(OnTheLoop, csp.ContentSecurityPolicyMiddleware):
+    """Django's, on the loop. The header of a response that used no nonce (every API answer,
+    the console) is the same string every time: built once per policy, not per response."""
+
+    HEADERS = (
+        (CSP.HEADER_ENFORCE, "_csp_config", "SECURE_CSP"),
+        (CSP.HEADER_REPORT_ONLY, "_csp_ro_config", "SECURE_CSP_REPORT_ONLY"),
+    )
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        # id(policy) -> (policy, header): the policy is kept so that its id is not reused.
+        self._built: dict[int, tuple[dict[str, Any], str]] = {}
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if csp.get_nonce(request):  # this page used its nonce: Django builds the header
+            return super().process_response(request, response)
+        for header, attribute, setting in self.HEADERS:
+            # A view's own policy (csp_override), even an empty one, wins, as in Django.
+            config = (
+                getattr(response, attribute)
+                if hasattr(response, attribute)
+                else getattr(settings, setting)
+            )
+            if config and header not in response:
+                response.headers[str(header)] = self._policy(config)
+        return response
+
+    def _policy(self, config: dict[str, Any]) -> str:
+        built = self._built.get(id(config))
+        if built is None or built[0] is not config:
+            built = self._built[id(config)] = (config, build_policy(config))
+        return built[1]
+
+
+class RequestBodyLimitMiddleware(OnTheLoop, MiddlewareMixin):
+    """A request body over the limit is a 413 with a message, before any view reads it.
+
+    Django checks ``DATA_UPLOAD_MAX_MEMORY_SIZE`` only when ``request.body`` or
+    ``request.POST`` is read, and DRF's parsers read the stream directly, so a JSON body of
+    any size reached the parser. API bodies have their own, smaller limit
+    (``API_MAX_BODY_BYTES``). A body sent without Content-Length (chunked) has already been
+    read by the ASGI handler: it is measured here, and given its length so that DRF, which
+    takes a body with no Content-Length for an empty one, parses it.
+    """
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        api = request.path_info.startswith("/api/")
+        limit: int | None = (
+            settings.API_MAX_BODY_BYTES if api else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if not length and request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            try:
+                length = len(request.body)
+            except RequestDataTooBig:
+                return self.too_big(request, api, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+            if length:
+                request.META["CONTENT_LENGTH"] = str(length)
+        if limit is not None and length > limit:
+            return self.too_big(request, api, limit)
+        return None
+
+    @staticmethod
+    def too_big(request: HttpRequest, api: bool, limit: int | None) -> HttpResponse:
+        size = f"{limit // 1024:,} KB" if limit else "the limit"
+        if api:
+            return JsonResponse(
+                {"detail": f"The request body is too large: this endpoint accepts up to {size}."},
+                status=413,
+            )
+        return render(request, "413.html", {"limit": size}, status=413)

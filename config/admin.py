@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from rest_framework.settings import api_settings
 
 from config.models import SystemConfig
 from config.selectors import system_config_load
@@ -31,6 +32,9 @@ class SystemConfigForm(forms.ModelForm):
             "slack_on_failure",
             "slack_on_negative_feedback",
             "slack_on_escalation",
+            "throttle_submit_rate",
+            "throttle_token_address_rate",
+            "throttle_token_username_rate",
         )
         labels = {
             "llm_routing_enabled": "LLM routing enabled",
@@ -86,9 +90,22 @@ class SystemConfigAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Throttling",
+            {
+                "description": "Requests beyond a rate get 429 with Retry-After. Changes apply "
+                "on every worker within a second.",
+                "fields": (
+                    "throttle_submit_rate",
+                    "throttle_token_address_rate",
+                    "throttle_token_username_rate",
+                    "throttle_defaults",
+                ),
+            },
+        ),
         (None, {"fields": ("updated_at",)}),
     )
-    readonly_fields = ("slack_webhook_in_use", "updated_at")
+    readonly_fields = ("slack_webhook_in_use", "throttle_defaults", "updated_at")
     save_on_top = False
 
     @admin.display(description="Webhook in use")
@@ -99,6 +116,19 @@ class SystemConfigAdmin(admin.ModelAdmin):
         if settings.SLACK_WEBHOOK_URL:
             return "SLACK_WEBHOOK_URL from the environment."
         return "None: no Slack alerts are sent."
+
+    @admin.display(description="Server defaults")
+    def throttle_defaults(self, obj: SystemConfig) -> str:
+        # What an empty field above means, from the environment (clubos/settings.py).
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        return "; ".join(
+            f"{label}: {rates.get(scope) or 'off'}"
+            for label, scope in (
+                ("submits per user", "submit"),
+                ("token requests per address", "token_address"),
+                ("token requests per username", "token_username"),
+            )
+        )
 
     # There is exactly one row, created by a migration: nothing to add, nothing to delete.
     def has_add_permission(self, request: HttpRequest) -> bool:

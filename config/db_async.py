@@ -14,21 +14,23 @@ it) the ORM writes from a thread.
 """
 
 import asyncio
+import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+logger = logging.getLogger(__name__)
 
 _pools: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool]" = (
     weakref.WeakKeyDictionary()
 )
 
-# A full pool means PostgreSQL is already the bottleneck; waiting longer than the sync
-# pool does would only hide it.
-POOL_TIMEOUT_S = 10.0
 POOL_MIN = 4
 
 
@@ -63,7 +65,11 @@ async def db_async_open(*, timeout_s: float) -> None:
         # would wait for a new connection (tens of ms) while the pool grows.
         min_size=min(POOL_MIN, settings.DATABASE_ASYNC_POOL_MAX),
         max_size=settings.DATABASE_ASYNC_POOL_MAX,
-        timeout=POOL_TIMEOUT_S,
+        # As the sync pool: a full pool or a database out of reach is a 503 in seconds.
+        timeout=settings.DATABASE_POOL_TIMEOUT_S,
+        reconnect_timeout=settings.DATABASE_POOL_RECONNECT_TIMEOUT_S,
+        # After an outage every idle connection is dead; a statement that finds one retries
+        # on a fresh connection (db_async_execute) instead of a check on every checkout.
         name="clubos-event-loop",
         open=False,
     )
@@ -84,11 +90,75 @@ def db_async_pool() -> AsyncConnectionPool | None:
     return pool if pool is not None and not pool.closed else None
 
 
-async def db_async_execute(pool: AsyncConnectionPool, sql: str, params: Sequence[Any]) -> int:
-    """Run one statement in its own transaction; returns the number of rows it touched."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(sql, params)
-        return cursor.rowcount
+class DatabaseTimeout(psycopg.OperationalError):
+    """The database did not answer in time (a network partition, a server that hangs)."""
+
+
+async def db_async_execute(
+    pool: AsyncConnectionPool, sql: str, params: Sequence[Any], *, timeout_s: float | None = None
+) -> int:
+    """Run one statement in its own transaction; returns the number of rows it touched.
+
+    A pooled connection the database dropped (it restarted, or was out of reach while the
+    connection sat idle) fails at once; the statement is then sent once more, on a fresh
+    connection (psycopg's pool discards the broken one). That costs nothing while the
+    database is up, where a check on every checkout would cost each statement a round trip.
+
+    The whole is bounded by ``timeout_s`` (default ``DATABASE_STATEMENT_TIMEOUT_S``): a
+    database that stops answering raises ``DatabaseTimeout`` then, not a request that hangs.
+    """
+    timeout_s = settings.DATABASE_STATEMENT_TIMEOUT_S if timeout_s is None else timeout_s
+    return await _bounded(_execute(pool, sql, params), timeout_s)
+
+
+async def _execute(pool: AsyncConnectionPool, sql: str, params: Sequence[Any]) -> int:
+    for attempt in range(2):
+        conn: AsyncConnection[Any] | None = None
+        try:
+            async with pool.connection(timeout=None if attempt == 0 else RETRY_CHECKOUT_S) as conn:
+                cursor = await conn.execute(sql, params)
+                return cursor.rowcount
+        except psycopg.OperationalError:
+            if attempt == 0 and conn is not None and conn.broken:
+                logger.info("a pooled connection was dead; the statement goes again")
+                # The idle connections that sat through the same outage are dead too:
+                # replaced now, so that the retry (and the next requests) get live ones.
+                await pool.check()
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+# The retry after a dead connection waits this long for a live one: the database is back
+# (the check replaced the dead ones at once) or the request is answered 503.
+RETRY_CHECKOUT_S = 1.0
+
+# Statements given up on, still being cancelled (a task with no reference could be collected).
+_giving_up: set[asyncio.Task[Any]] = set()
+
+
+async def _bounded[T](work: Coroutine[Any, Any, T], timeout_s: float) -> T:
+    """``work``, or ``DatabaseTimeout`` after ``timeout_s``. Not ``asyncio.timeout``: psycopg
+    answers a cancelled statement by asking the server to cancel it, up to 5 s more when the
+    server cannot be reached. That goes on in the background; the request does not wait."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        _giving_up.add(task)
+        task.add_done_callback(_given_up)
+        raise DatabaseTimeout(f"the database did not answer within {timeout_s:g} s")
+    return task.result()
+
+
+def _given_up(task: asyncio.Task[Any]) -> None:
+    _giving_up.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: it was reported as the timeout already
 
 
 async def db_async_close() -> None:

@@ -1,5 +1,18 @@
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+
+# DRF's rate syntax: a count per second, minute, hour or day ("60/min", "5/m", "1000/day").
+throttle_rate_validator = RegexValidator(
+    r"^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$",
+    "A rate such as 60/min: a count, a slash, then s, min, hour or day.",
+)
+
+
+def throttle_rate_field(help_text: str) -> models.CharField:
+    # Empty: the server's default from the environment (clubos/settings.py).
+    return models.CharField(
+        max_length=20, blank=True, validators=[throttle_rate_validator], help_text=help_text
+    )
 
 
 class RoutingStrategy(models.TextChoices):
@@ -60,6 +73,17 @@ class SystemConfig(models.Model):
     slack_on_failure = models.BooleanField(default=True)
     slack_on_negative_feedback = models.BooleanField(default=True)
     slack_on_escalation = models.BooleanField(default=True)
+    throttle_submit_rate = throttle_rate_field(
+        "Submits per user, e.g. 60/min. Empty: the server default (THROTTLE_SUBMIT_RATE)."
+    )
+    throttle_token_address_rate = throttle_rate_field(
+        "Token requests per client address, e.g. 10/min. Empty: the server default "
+        "(THROTTLE_TOKEN_ADDRESS_RATE)."
+    )
+    throttle_token_username_rate = throttle_rate_field(
+        "Token requests per username, whatever the address, e.g. 5/min. Empty: the server "
+        "default (THROTTLE_TOKEN_USERNAME_RATE)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -14,7 +14,7 @@ from django.conf import settings
 from config.caching import SharedSnapshot
 from config.models import SystemConfig
 
-CONFIG_CACHE_KEY = "config:system:v1"
+CONFIG_CACHE_KEY = "config:system:v2"
 CONFIG_CACHE_TTL_S = 60
 
 
@@ -35,6 +35,10 @@ class ConfigSnapshot:
     slack_on_failure: bool
     slack_on_negative_feedback: bool
     slack_on_escalation: bool
+    # The admin's throttle rates; "" means the server default (config.throttling).
+    throttle_submit_rate: str
+    throttle_token_address_rate: str
+    throttle_token_username_rate: str
 
     @classmethod
     def from_model(cls, row: SystemConfig) -> "ConfigSnapshot":

@@ -11,29 +11,20 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from requestlogs.models import RequestLog, RequestStatus
+from config.admin_dates import OutOfRangeDatesRefusedMixin
+from requestlogs.models import Alert, AlertState, RequestLog
 from requestlogs.services import request_log_relabel
 from routing.models import Route
 from routing.services import route_utterance_add
 
 SHORT_TEXT_CHARS = 80
 
-# Colours that read on both the light and the dark admin theme.
-STATUS_COLOURS: dict[str, str] = {
-    RequestStatus.RECEIVED: "#6b7280",
-    RequestStatus.OK: "#15803d",
-    RequestStatus.CACHED: "#0e7490",
-    RequestStatus.TIMEOUT: "#c2410c",
-    RequestStatus.ERROR: "#b91c1c",
-    RequestStatus.ESCALATED: "#7e22ce",
-    RequestStatus.ABANDONED: "#6b7280",
-}
 
 # Below this many rows an exact COUNT(*) is cheap, and the planner's estimate of a small or
 # never-analysed table is unreliable.
@@ -103,8 +94,47 @@ def _ms(value: float | None, decimals: int) -> str | None:
     return None if value is None else f"{value:,.{decimals}f} ms"
 
 
+class AlertStateFilter(admin.SimpleListFilter):
+    title = "Slack alert"
+    parameter_name = "alert"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("any", "Any alert"), *AlertState.choices]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[RequestLog]
+    ) -> QuerySet[RequestLog]:
+        value = self.value()
+        if value is None:
+            return queryset
+        alerts = Alert.objects.filter(request=OuterRef("pk"))
+        if value != "any":
+            alerts = alerts.filter(state=value)
+        return queryset.filter(Exists(alerts))
+
+
+class AlertInline(admin.TabularInline):
+    """The request's Slack alerts and how their delivery went (written by the worker)."""
+
+    model = Alert
+    extra = 0
+    can_delete = False
+    fields = ("kind", "state", "tries", "queued_at", "next_try_at", "sent_at", "last_error")
+    readonly_fields = fields
+    ordering = ("queued_at", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: RequestLog | None = None) -> bool:
+        return request.user.has_perm("requestlogs.view_requestlog")
+
+
 @admin.register(RequestLog)
-class RequestLogAdmin(admin.ModelAdmin):
+class RequestLogAdmin(OutOfRangeDatesRefusedMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "short_text",
@@ -123,6 +153,10 @@ class RequestLogAdmin(admin.ModelAdmin):
         "total_time",
     )
     list_display_links = ("created_at", "short_text")
+
+    class Media:
+        css = {"all": ("clubos/admin.css",)}
+
     list_filter = (
         "route",
         ("corrected_route", admin.RelatedOnlyFieldListFilter),
@@ -131,8 +165,10 @@ class RequestLogAdmin(admin.ModelAdmin):
         "cached",
         FeedbackFilter,
         "escalated",
+        AlertStateFilter,
         "channel",
     )
+    inlines = (AlertInline,)
     list_select_related = ("route", "user", "corrected_route")
     date_hierarchy = "created_at"
     search_fields = ("text", "location", "answer")
@@ -242,9 +278,12 @@ class RequestLogAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: RequestLog) -> SafeString:
-        colour = STATUS_COLOURS.get(obj.status, "inherit")
+        # Coloured by a class (clubos/admin.css): the Content Security Policy refuses a
+        # style attribute.
         return format_html(
-            '<strong style="color: {}">{}</strong>', colour, obj.get_status_display()
+            '<strong class="status-badge status-badge--{}">{}</strong>',
+            obj.status,
+            obj.get_status_display(),
         )
 
     @admin.display(description="helpful", boolean=True, ordering="feedback_helpful")

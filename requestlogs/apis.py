@@ -7,7 +7,7 @@ every write and ``request_log_payload`` is the one definition of the public requ
 import logging
 import time as clock
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
@@ -36,9 +36,17 @@ from rest_framework.views import APIView
 from config.parsers import JSONParser
 from config.selectors import system_config_aget
 from config.threads import db_connection_release, in_thread
-from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
+from config.throttling import SubmitRateThrottle
+from requestlogs.models import (
+    AlertKind,
+    AlertState,
+    Channel,
+    RequestLog,
+    RequestStatus,
+    RoutingSource,
+)
 from requestlogs.pipeline import request_answer, request_start
-from requestlogs.selectors import request_log_payload, request_logs_visible_to
+from requestlogs.selectors import request_alerts, request_log_payload, request_logs_visible_to
 from requestlogs.services import request_escalate, request_feedback_set
 from requestlogs.sse import EVENT_STREAM, EventStream, EventStreamRenderer
 from requestlogs.stats import timing_stats
@@ -78,6 +86,24 @@ class RequestTimingsSerializer(serializers.Serializer):
     total = serializers.FloatField(allow_null=True)
 
 
+class AlertOutSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=AlertKind.choices)
+    state = serializers.ChoiceField(
+        choices=AlertState.choices,
+        help_text="`queued` (sending; retried with backoff), `sent`, `failed` (after its "
+        "tries: call the manager), `no_channel` (no webhook, or this kind switched off).",
+    )
+    tries = serializers.IntegerField()
+    queued_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(
+        allow_blank=True, help_text="Why the last try failed; empty if none."
+    )
+
+    class Meta:
+        ref_name = "RequestAlert"
+
+
 class RequestObjectSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=RequestStatus.choices)
@@ -88,6 +114,9 @@ class RequestObjectSerializer(serializers.Serializer):
     escalated = serializers.BooleanField()
     timings_ms = RequestTimingsSerializer()
     created_at = serializers.DateTimeField()
+    alerts = AlertOutSerializer(
+        many=True, help_text="The request's Slack alerts, as known when this was answered."
+    )
 
 
 class FeedbackOutSerializer(serializers.Serializer):
@@ -157,6 +186,12 @@ class RequestListFilterSerializer(serializers.Serializer):
         return attrs
 
 
+# The range a date filter accepts: every request ClubOS can hold, with room for a window's
+# arithmetic (a stats window reaches STATS_MAX_DAYS before its end) far from Python's limits.
+FILTER_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FILTER_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def parse_moment(value: str, *, end_of_day: bool) -> datetime:
     """An ISO 8601 datetime or date as an aware datetime.
 
@@ -175,12 +210,24 @@ def parse_moment(value: str, *, end_of_day: bool) -> datetime:
         raise serializers.ValidationError(
             "Use an ISO 8601 date or datetime, e.g. 2026-01-31 or 2026-01-31T18:00:00Z."
         )
-    if moment is None:
-        assert isinstance(day, date)
-        moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    out_of_range = serializers.ValidationError(
+        f"Use a moment between {FILTER_EARLIEST:%Y-%m-%d} and {FILTER_LATEST:%Y-%m-%d}."
+    )
+    try:
+        if moment is None:
+            assert isinstance(day, date)
+            moment = datetime.combine(day + timedelta(days=1) if end_of_day else day, time.min)
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        # In UTC, as the database compares it: 9999-12-31T23:59:59-23:59 has no UTC moment.
+        in_utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise out_of_range from None
+    if not FILTER_EARLIEST <= in_utc <= FILTER_LATEST:
+        raise out_of_range
+    # PostgreSQL takes offsets up to 15:59; ISO 8601 allows up to 23:59. The same moment in
+    # the current time zone compares the same everywhere.
+    return timezone.localtime(in_utc)
 
 
 def _filtered(qs: QuerySet[RequestLog], filters: dict[str, Any]) -> QuerySet[RequestLog]:
@@ -221,6 +268,8 @@ class RequestListCreateApi(AsyncAPIView):
 
     renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, EventStreamRenderer]
     parser_classes = [JSONParser]
+    # Submits per user (POST only), counted in the shared cache from initial()'s thread.
+    throttle_classes = [SubmitRateThrottle]
 
     @extend_schema(
         operation_id="requests_create",
@@ -250,6 +299,7 @@ class RequestListCreateApi(AsyncAPIView):
                 OpenApiTypes.STR, description="Server-sent events: route, delta..., done or error."
             ),
             400: VALIDATION_ERROR,
+            429: OpenApiResponse(description="Too many submits: wait `Retry-After` seconds."),
         },
     )
     async def post(self, request: Request) -> Response | StreamingHttpResponse:
@@ -273,7 +323,8 @@ class RequestListCreateApi(AsyncAPIView):
             return response
         done = await request_answer(request=request_input)
         return Response(
-            request_log_payload(done.log, catalog=done.catalog), status=status.HTTP_201_CREATED
+            request_log_payload(done.log, catalog=done.catalog, alerts=done.alerts),
+            status=status.HTTP_201_CREATED,
         )
 
     def get_renderers(self) -> list[Any]:
@@ -361,7 +412,7 @@ class RequestFeedbackApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         log = request_feedback_set(log=log, **serializer.validated_data)
-        body = request_log_payload(log)
+        body = request_log_payload(log, alerts=request_alerts(log))
         body["feedback"] = {"helpful": log.feedback_helpful, "comment": log.feedback_comment}
         return Response(body)
 
@@ -393,7 +444,7 @@ class RequestEscalateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         log = request_escalate(log=log, note=serializer.validated_data["note"])
-        return Response(request_log_payload(log))
+        return Response(request_log_payload(log, alerts=request_alerts(log)))
 
 
 # --- Statistics ------------------------------------------------------------------------

@@ -22,6 +22,20 @@ class RoutingSource(models.TextChoices):
     DEFAULT = "default", "Default route"
 
 
+class AlertKind(models.TextChoices):
+    EMERGENCY = "emergency", "Emergency"
+    FAILURE = "failure", "Assistant failure"
+    NEGATIVE_FEEDBACK = "negative_feedback", "Not helpful"
+    ESCALATION = "escalation", "Escalation"
+
+
+class AlertState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    NO_CHANNEL = "no_channel", "No channel configured"
+
+
 class Channel(models.TextChoices):
     WEB = "web", "Web console"
     API = "api", "API"
@@ -109,3 +123,38 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.text[:60]}"
+
+
+class Alert(models.Model):
+    """One Slack alert about a request, and how its delivery went.
+
+    Written in the transaction that queues its task (``requestlogs.services.alert_queue``),
+    so an alert that was promised is never lost: while it is ``queued`` and overdue, the
+    worker's sweep queues it again (a worker killed in the middle of sending it).
+    """
+
+    request = models.ForeignKey(RequestLog, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    state = models.CharField(max_length=12, choices=AlertState.choices, default=AlertState.QUEUED)
+    detail = models.TextField(blank=True, help_text="The note, comment or error it carries.")
+    tries = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    queued_at = models.DateTimeField()
+    next_try_at = models.DateTimeField(
+        null=True, blank=True, help_text="While queued: when its next try is due."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["queued_at", "pk"]
+        indexes = [
+            # The sweep's lookup of overdue alerts: only the few queued ones are indexed.
+            models.Index(
+                fields=["next_try_at"],
+                name="alert_queued_due",
+                condition=models.Q(state="queued"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} alert: {self.get_state_display()}"

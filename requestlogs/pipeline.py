@@ -20,21 +20,27 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from django.db import IntegrityError
 from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
 
 from assistants.backends import AssistantError, Completion, FailureKind, StreamEvent, TextDelta
 from assistants.backends.offline import knowledge_best
 from assistants.services import AssistantCall, response_cache_get, response_cache_put
 from config.threads import in_thread, to_the_end
-from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.models import Alert, AlertKind, AlertState, RequestLog, RequestStatus
 from requestlogs.rows import request_log_finish, request_log_insert
-from requestlogs.slack import AlertKind, slack_alert_submit
+from requestlogs.services import alert_queue
 from requestlogs.validation import RequestInput
 from routing.router import route_decide
 from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies import RouteDecision
 
 logger = logging.getLogger(__name__)
+
+# What an alert writes to the row before it is queued: the worker reads the message from it.
+ALERT_ROW_FIELDS = ("route", "routing_source", "confidence", "status", "error")
 
 
 # --- Events a request produces while it runs -------------------------------------------
@@ -59,6 +65,8 @@ class RequestDone:
     log: RequestLog
     catalog: RouteCatalog
     """The routes the request was served with: they name its route without a cache read."""
+    alerts: tuple[Alert, ...] = ()
+    """The request's Slack alerts as it queued them: its answer shows them without a query."""
 
     @property
     def failed(self) -> bool:
@@ -88,7 +96,19 @@ async def request_start(*, request: RequestInput) -> "RequestRun":
         # The client left while the row was written: it is written, so it is finished too.
         await to_the_end(run.close())
         raise
+    except (IntegrityError, psycopg.IntegrityError) as exc:
+        # The row's only key to another table at this point is its user: deleted (by another
+        # worker) after this request was authenticated. No row, so no model call.
+        raise RequestUserGone from exc
     return run
+
+
+class RequestUserGone(AuthenticationFailed):
+    """The user who sent the request no longer exists: nothing was written or called (a 401,
+    as their token now gets)."""
+
+    default_detail = "This account no longer exists."
+    default_code = "user_deleted"
 
 
 async def request_answer(*, request: RequestInput) -> RequestDone:
@@ -112,6 +132,7 @@ class RequestRun:
         self.fresh = False
         self.assistant_started = 0.0
         self.finished = False
+        self.alerts: list[Alert] = []
 
     async def events(self) -> AsyncGenerator[PipelineEvent]:
         """Route and answer the request, yielding events as they happen.
@@ -166,6 +187,11 @@ class RequestRun:
             await to_the_end(self.close())
             raise
         except Exception as exc:
+            if self.finished:
+                # The person has the whole answer and the row its final write: a failure
+                # after that (reading the rest of the model's body) is not theirs to see.
+                logger.warning("request %s: failed after its answer", self.log.pk, exc_info=exc)
+                return
             await to_the_end(self._crash(exc))
             raise
         finally:
@@ -209,16 +235,16 @@ class RequestRun:
     async def _failed(self, exc: AssistantError) -> AnswerDelta:
         """The model could not answer: say so, with the procedure on file, and alert."""
         assert self.call is not None
-        message = _failure_message(self.call.route, exc, self.request.text)
-        if self.answer and not self.answer[-1].endswith("\n"):
-            message = "\n\n" + message
         self.fields.update(
             status=RequestStatus.TIMEOUT
             if exc.kind is FailureKind.TIMEOUT
             else RequestStatus.ERROR,
             error=f"{exc.kind}: {exc}",
         )
-        await self._alert(AlertKind.FAILURE, detail=str(exc))
+        alert = await self._alert(AlertKind.FAILURE, detail=str(exc))
+        message = _failure_message(self.call.route, exc, self.request.text, alert=alert)
+        if self.answer and not self.answer[-1].endswith("\n"):
+            message = "\n\n" + message
         return self._said(message, first_text=False)
 
     async def _finish(self) -> RequestDone:
@@ -237,7 +263,7 @@ class RequestRun:
                 await response_cache_put(call=self.call, completion=self.completion)
         fields["answer"] = "".join(self.answer)
         await self._write()
-        return RequestDone(log=self.log, catalog=self.request.catalog)
+        return RequestDone(log=self.log, catalog=self.request.catalog, alerts=tuple(self.alerts))
 
     async def _crash(self, exc: BaseException) -> None:
         logger.error("request %s failed", self.log.pk, exc_info=exc)
@@ -245,7 +271,8 @@ class RequestRun:
 
     async def _write(self) -> None:
         """The row's final write, once. Should the database not take it now (gone
-        mid-request), the person still gets what they were answered, and the row stays
+        mid-request), the person still gets what they were answered at once, and the write
+        is retried in the background (``request_log_finish``); a row no retry finished stays
         ``received`` until the abandoned-request sweep marks it."""
         if self.call is not None:  # the model's calls, however the request ended
             self.fields["upstream_calls"] += self.call.upstream_calls
@@ -259,11 +286,20 @@ class RequestRun:
         except Exception:
             logger.exception("request %s: its final write failed", self.log.pk)
 
-    async def _alert(self, kind: AlertKind, detail: str = "") -> None:
-        self._onto_log()  # the alert is built from what the request knows so far
-        await in_thread(
-            slack_alert_submit, kind=kind, log=self.log, config=self.request.config, detail=detail
+    async def _alert(self, kind: AlertKind, detail: str = "") -> Alert:
+        """Record the alert and queue its task (one trip to a thread, a few ms): the worker
+        builds the message from the row, so the row first gets what the request knows."""
+        self._onto_log()
+        alert = await in_thread(
+            alert_queue,
+            log=self.log,
+            kind=kind,
+            config=self.request.config,
+            detail=detail,
+            row_fields=ALERT_ROW_FIELDS,
         )
+        self.alerts.append(alert)
+        return alert
 
     def _onto_log(self) -> None:
         for name, value in self.fields.items():
@@ -274,7 +310,18 @@ def _elapsed_ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> str:
+def alert_wording(alert: Alert) -> str:
+    """What the person is told about an alert, from its recorded state."""
+    if alert.state == AlertState.SENT:
+        return "A manager has been alerted on Slack."
+    if alert.state == AlertState.QUEUED:
+        return "A manager alert is queued for Slack."
+    if alert.state == AlertState.NO_CHANNEL:
+        return "No alert channel is configured: call the manager now."
+    return "The Slack alert failed: call the manager now."
+
+
+def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str, *, alert: Alert) -> str:
     """What the person sees when the model fails: what happened, and what to do now."""
     if exc.kind is FailureKind.TIMEOUT:
         head = "The assistant did not answer in time."
@@ -282,7 +329,7 @@ def _failure_message(route: RouteSnapshot, exc: AssistantError, text: str) -> st
         head = "The assistant is unavailable right now."
     else:
         head = "The assistant could not answer just now."
-    lines = [head + " A manager has been alerted; you can also press Escalate."]
+    lines = [f"{head} {alert_wording(alert)} You can also press Escalate."]
     procedures = knowledge_best(route.knowledge, text)
     if procedures:
         lines.append("Meanwhile, the standard procedure on file:")

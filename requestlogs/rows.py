@@ -7,21 +7,24 @@ the event loop on its own connection pool (``config.db_async``): the ORM compile
 once and the parameters are prepared as its compiler prepares them (a test holds both to
 the ORM's output). That saves each request two trips to a thread and back, each waiting for
 the GIL behind every other stream the worker carries (bench/README.md). Without that pool
-(SQLite, a loop the server did not start, ``DATABASE_ASYNC_POOL_MAX=0``), or should it fail
-for the UPDATE, the ORM writes the row from a thread.
+(SQLite, a loop the server did not start, ``DATABASE_ASYNC_POOL_MAX=0``) the ORM writes the
+row from a thread. A final UPDATE the database did not take is retried in the background.
 """
 
+import asyncio
 import functools
 import logging
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field
 from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
+from django.utils import timezone
 
-from config.db_async import db_async_execute, db_async_pool
+from config.db_async import DatabaseTimeout, db_async_execute, db_async_pool
 from config.threads import in_thread
-from requestlogs.models import RequestLog
+from requestlogs.models import RequestLog, RequestStatus
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +42,95 @@ async def request_log_insert(log: RequestLog) -> None:
     if pool is None:
         await in_thread(log.save, force_insert=True)
         return
-    inserted = await db_async_execute(pool, *_statement(log, insert=True))
+    try:
+        inserted = await db_async_execute(pool, *_statement(log, insert=True))
+    except DatabaseTimeout:
+        # Sent, but not confirmed in time: the row may still land once the database answers.
+        # The request is refused (503); should its row appear, it is finished as such.
+        log.status = RequestStatus.ERROR
+        log.error = "the database did not confirm this request in time; it was refused (503)"
+        log.finished_at = timezone.now()
+        _retry_in_background(log, row_expected=False)
+        raise
+    except psycopg.errors.UniqueViolation:
+        # The key is a fresh UUID: only our own first try, committed on a connection that
+        # broke before its answer came back, can hold it.
+        inserted = 1
     if inserted != 1:
         raise RuntimeError(f"request {log.pk}: the INSERT wrote {inserted} rows")
     log._state.adding = False
     log._state.db = DEFAULT_DB_ALIAS
 
 
-async def request_log_finish(log: RequestLog) -> None:
-    """The second write: the row's final columns, as ``log`` has them now."""
+async def request_log_finish(log: RequestLog) -> bool:
+    """The second write: the row's final columns, as ``log`` has them now. True once written.
+
+    Should the database not take it (an outage), the person still has their answer and the
+    write is retried in the background with backoff (``FINISH_RETRY_DELAYS_S``, about half a
+    minute in all) rather than holding their response; False then. A row no retry could
+    finish stays ``received`` until the abandoned-request sweep marks it.
+    """
+    try:
+        await _finish_once(log)
+        return True
+    except Exception as exc:
+        logger.warning(
+            "request %s: its final write failed (%s: %s); retrying in the background",
+            log.pk,
+            type(exc).__name__,
+            exc,
+        )
+    _retry_in_background(log, row_expected=True)
+    return False
+
+
+def _retry_in_background(log: RequestLog, *, row_expected: bool) -> None:
+    task = asyncio.create_task(_finish_retried(log, row_expected), name=f"finish-{log.pk}")
+    _retrying.add(task)
+    task.add_done_callback(_retrying.discard)
+
+
+# Waits between the final write's retries, seconds: covers an outage of ~30 s.
+FINISH_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+# The retries in flight (a task with no reference could be collected before it ends).
+_retrying: set[asyncio.Task[None]] = set()
+
+
+async def _finish_once(log: RequestLog) -> None:
     pool = db_async_pool()
     if pool is not None:
-        try:
-            if await db_async_execute(pool, *_statement(log, insert=False)) == 1:
-                return
-            logger.warning("request %s: the event loop's UPDATE found no row", log.pk)
-        except Exception:
-            logger.warning("request %s: the event loop's UPDATE failed", log.pk, exc_info=True)
+        if await db_async_execute(pool, *_statement(log, insert=False)) == 1:
+            return
+        logger.warning("request %s: the event loop's UPDATE found no row", log.pk)
+    # No pool of the loop's own, or no row by the pool's statement: the ORM's own UPDATE,
+    # which raises if it finds no row either.
     await in_thread(log.save, update_fields=FINAL_COLUMNS)
+
+
+async def _finish_retried(log: RequestLog, row_expected: bool) -> None:
+    for delay in FINISH_RETRY_DELAYS_S:
+        await asyncio.sleep(delay)
+        try:
+            await _finish_once(log)
+        except Exception as exc:
+            logger.info("request %s: final write still failing: %s", log.pk, exc)
+            continue
+        logger.info("request %s: final write done on a retry", log.pk)
+        return
+    if row_expected:
+        logger.error(
+            "request %s: its final write failed %d times; the abandoned sweep will mark it",
+            log.pk,
+            len(FINISH_RETRY_DELAYS_S) + 1,
+        )
+    else:
+        logger.info("request %s: its unconfirmed row never appeared", log.pk)
+
+
+async def request_log_finish_retries_wait() -> None:
+    """Wait for the final writes still being retried (a test's, or the server's shutdown)."""
+    while _retrying:
+        await asyncio.gather(*_retrying, return_exceptions=True)
 
 
 def orm_statement(log: RequestLog, *, insert: bool) -> tuple[str, tuple[Any, ...]]:

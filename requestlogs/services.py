@@ -1,26 +1,161 @@
 """The request log's writes after a request's answer: feedback, escalation, re-labelling a
-misrouted request, and marking the rows a killed process left unfinished.
+misrouted request; its Slack alerts (queued as tasks, delivered with retries); and the
+sweeps that mark the rows a killed process left unfinished and re-queue its lost alerts.
 
 A request itself is accepted and answered by ``requestlogs.pipeline``.
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from config.llm import DEFAULT_TIMEOUT_S as LLM_ROUTER_TIMEOUT_S
 from config.selectors import ConfigSnapshot, system_config_get
-from requestlogs.models import RequestLog, RequestStatus
-from requestlogs.slack import AlertKind, slack_alert_submit, slack_alerts_wait
+from requestlogs.models import Alert, AlertKind, AlertState, RequestLog, RequestStatus
+from requestlogs.slack import slack_message_build, slack_post, slack_webhook_for
 from requestlogs.validation import COMMENT_MAX_CHARS
 from routing.models import Route
+from routing.selectors import route_catalog_get
 from routing.services import route_utterance_add
 
 logger = logging.getLogger(__name__)
 
-SLACK_WAIT_S = 2.0
+ABANDONED_ERROR = "the process handling this request stopped before it finished"
+
+
+# --- Slack alerts ---------------------------------------------------------------------
+
+
+def alert_queue(
+    *,
+    log: RequestLog,
+    kind: AlertKind,
+    config: ConfigSnapshot,
+    detail: str = "",
+    row_fields: Sequence[str] = (),
+) -> Alert:
+    """Record an alert about ``log`` and queue its task, in one transaction: both or neither.
+
+    ``row_fields``: columns of the row to write first (what the request has learnt so far,
+    e.g. its route), so that the worker builds the message from the row as it is now. The
+    alert is ``no_channel`` (and nothing is queued) when its kind is switched off or no
+    webhook is set. Never raises: an alert that cannot be recorded (the database gone) is
+    returned ``failed``, unsaved, so the person is told to call the manager.
+    """
+    from requestlogs.tasks import alert_send
+
+    now = timezone.now()
+    url = slack_webhook_for(kind, config)
+    alert = Alert(
+        request_id=log.pk,
+        kind=AlertKind(kind),
+        detail=detail.strip(),
+        state=AlertState.QUEUED if url else AlertState.NO_CHANNEL,
+        queued_at=now,
+        next_try_at=now if url else None,
+    )
+    try:
+        with transaction.atomic():
+            if row_fields:
+                log.save(update_fields=list(row_fields))
+            alert.save(force_insert=True)
+            if url:
+                alert_send.enqueue(alert.pk)
+    except Exception as exc:
+        logger.exception("the %s alert for request %s could not be queued", kind, log.pk)
+        alert.pk = None
+        alert.state = AlertState.FAILED
+        alert.last_error = f"not queued: {type(exc).__name__}"
+        alert.next_try_at = None
+    return alert
+
+
+def alert_deliver(*, alert_id: int) -> Alert | None:
+    """One try at sending a queued alert (the ``alert_send`` task).
+
+    The try is claimed first (a conditional UPDATE): an alert already sent, or being sent
+    by another worker, is left alone, so a task run twice sends once. A failed try is
+    queued again after ``SLACK_ALERT_RETRY_DELAYS_S``; after the last one the alert is
+    ``failed`` with the last error. Returns the alert, or None if there was nothing to do.
+    """
+    from requestlogs.tasks import alert_send
+
+    now = timezone.now()
+    claimed = Alert.objects.filter(
+        pk=alert_id, state=AlertState.QUEUED, next_try_at__lte=now + timedelta(seconds=1)
+    ).update(
+        tries=F("tries") + 1,
+        next_try_at=now + timedelta(seconds=settings.SLACK_ALERT_LEASE_S),
+    )
+    if not claimed:
+        return None
+    alert = Alert.objects.select_related("request", "request__route", "request__user").get(
+        pk=alert_id
+    )
+    url = slack_webhook_for(alert.kind, system_config_get())
+    try:
+        if url is None:
+            error = ""  # switched off (or the webhook removed) since it was queued
+        else:
+            payload = slack_message_build(
+                kind=AlertKind(alert.kind), log=alert.request, detail=alert.detail
+            )
+            what = f"{alert.kind} alert for request {alert.request_id}"
+            error = slack_post(url, payload, what=what)
+    except Exception as exc:
+        # A bug here is a failed try like any other: retried, then recorded, never a loop.
+        logger.exception("Slack alert %s could not be built", alert_id)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    delays = settings.SLACK_ALERT_RETRY_DELAYS_S
+    done = timezone.now()
+    with transaction.atomic():
+        if url is None:
+            alert.state, alert.next_try_at = AlertState.NO_CHANNEL, None
+        elif not error:
+            alert.state, alert.sent_at, alert.next_try_at = AlertState.SENT, done, None
+            alert.last_error = ""
+        elif alert.tries > len(delays):
+            alert.state, alert.last_error, alert.next_try_at = AlertState.FAILED, error, None
+        else:
+            alert.last_error = error
+            alert.next_try_at = done + timedelta(seconds=delays[alert.tries - 1])
+            alert_send.using(run_after=alert.next_try_at).enqueue(alert.pk)
+        Alert.objects.filter(pk=alert.pk, state=AlertState.QUEUED).update(
+            state=alert.state,
+            sent_at=alert.sent_at,
+            last_error=alert.last_error,
+            next_try_at=alert.next_try_at,
+        )
+    return alert
+
+
+def alerts_requeue_overdue() -> int:
+    """Queue again every alert still ``queued`` well after its try was due: its worker was
+    killed while sending it, or its task was lost. Safe with any number of sweepers: each
+    alert is taken by one conditional UPDATE, in the transaction that queues its task."""
+    from requestlogs.tasks import alert_send
+
+    now = timezone.now()
+    overdue = now - timedelta(seconds=settings.SLACK_ALERT_OVERDUE_S)
+    count = 0
+    for pk, due in Alert.objects.filter(
+        state=AlertState.QUEUED, next_try_at__lt=overdue
+    ).values_list("pk", "next_try_at")[:500]:
+        with transaction.atomic():
+            if Alert.objects.filter(pk=pk, state=AlertState.QUEUED, next_try_at=due).update(
+                next_try_at=now
+            ):
+                alert_send.enqueue(pk)
+                count += 1
+    if count:
+        logger.warning("%d overdue Slack alert(s) queued again", count)
+    return count
 
 
 # --- After the answer -----------------------------------------------------------------
@@ -40,16 +175,11 @@ def request_feedback_set(
     log.feedback_at = timezone.now()
     log.save(update_fields=["feedback_helpful", "feedback_comment", "feedback_at"])
     if not helpful:
-        config = config or system_config_get()
-        transaction.on_commit(
-            lambda: slack_alerts_wait(
-                [
-                    slack_alert_submit(
-                        kind=AlertKind.NEGATIVE_FEEDBACK, log=log, config=config, detail=comment
-                    )
-                ],
-                timeout_s=SLACK_WAIT_S,
-            )
+        alert_queue(
+            log=log,
+            kind=AlertKind.NEGATIVE_FEEDBACK,
+            config=config or system_config_get(),
+            detail=comment,
         )
     return log
 
@@ -63,13 +193,7 @@ def request_escalate(*, log: RequestLog, note: str = "") -> RequestLog:
     log.escalated_at = timezone.now()
     log.status = RequestStatus.ESCALATED
     log.save(update_fields=["escalated", "escalated_at", "status"])
-    config = system_config_get()
-    transaction.on_commit(
-        lambda: slack_alerts_wait(
-            [slack_alert_submit(kind=AlertKind.ESCALATION, log=log, config=config, detail=note)],
-            timeout_s=SLACK_WAIT_S,
-        )
-    )
+    alert_queue(log=log, kind=AlertKind.ESCALATION, config=system_config_get(), detail=note)
     return log
 
 
@@ -86,11 +210,24 @@ def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
     return route_utterance_add(route=route, text=log.text)
 
 
-def request_logs_mark_abandoned(*, older_than: timedelta = timedelta(minutes=5)) -> int:
-    """Rows still ``received`` long after any deadline belong to a killed process."""
-    cutoff = timezone.now() - older_than
+# --- Sweeps (the task worker runs them every TASKS_SWEEP_INTERVAL_S) --------------------
+
+
+def request_logs_abandoned_after() -> timedelta:
+    """How old a ``received`` row must be before no live request can own it: the longest a
+    request can take (the LLM router's timeout, then the longest assistant deadline, its own
+    or any route's) plus ``REQUEST_ABANDONED_MARGIN_S``."""
+    deadlines = [system_config_get().assistant_timeout_s]
+    deadlines += [r.timeout_s for r in route_catalog_get().routes if r.timeout_s]
+    longest = LLM_ROUTER_TIMEOUT_S + max(deadlines) + settings.REQUEST_ABANDONED_MARGIN_S
+    return timedelta(seconds=longest)
+
+
+def request_logs_mark_abandoned(*, older_than: timedelta | None = None) -> int:
+    """Rows still ``received`` long after any deadline belong to a killed process: one
+    UPDATE, so any number of servers and workers may run it at once."""
+    now = timezone.now()
+    cutoff = now - (older_than if older_than is not None else request_logs_abandoned_after())
     return RequestLog.objects.filter(status=RequestStatus.RECEIVED, created_at__lt=cutoff).update(
-        status=RequestStatus.ABANDONED,
-        error="the process handling this request stopped before it finished",
-        finished_at=timezone.now(),
+        status=RequestStatus.ABANDONED, error=ABANDONED_ERROR, finished_at=now
     )

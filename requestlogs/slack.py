@@ -1,11 +1,9 @@
-"""Slack alerts through an incoming webhook, sent without holding up the request.
+"""Slack alerts through an incoming webhook: the message, and one try at posting it.
 
-``slack_alert_submit`` builds the message in the calling thread - every field the message
-needs is read from the log there and then, so the worker never touches the database or
-a half-updated model - and posts it from a small process-wide thread pool. The caller
-gets a future and decides how long the request may wait for it (``slack_alerts_wait``):
-the request path never blocks on Slack for longer than it must, and a Slack outage never
-fails a request. Nothing here raises into the caller.
+An alert is a task (``requestlogs.tasks.alert_send``): the worker reads the request's row,
+builds the message here (``slack_message_build``) and posts it (``slack_post``); the retries,
+their backoff and the alert's recorded state are ``requestlogs.services.alert_deliver``'s.
+Nothing here raises into the caller.
 """
 
 from __future__ import annotations
@@ -13,26 +11,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
-from enum import StrEnum
 from typing import Any, Final
 
 import httpx2
 from django.utils import timezone
 
 from config.selectors import ConfigSnapshot
-from requestlogs.models import RequestLog, RequestStatus
+from requestlogs.models import AlertKind, RequestLog, RequestStatus
 from routing.selectors import route_catalog_get
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AlertKind",
-    "slack_alert_submit",
-    "slack_alerts_wait",
     "slack_message_build",
+    "slack_post",
+    "slack_webhook_for",
 ]
 
 # Slack answers a webhook in well under a second; an alert that takes longer is lost anyway,
@@ -40,20 +34,13 @@ __all__ = [
 CONNECT_TIMEOUT_S: Final = 1.0
 # After connecting, what is left of a 3 s budget for sending the body and reading the answer.
 RESPONSE_TIMEOUT_S: Final = 2.0
-MAX_WORKERS: Final = 3
+MAX_CONNECTIONS: Final = 3
 
 TEXT_MAX_CHARS: Final = 500
 EXCERPT_MAX_CHARS: Final = 500
 # Slack's own limits: a header's plain text and a section field's text.
 HEADER_MAX_CHARS: Final = 150
 FIELD_MAX_CHARS: Final = 2000
-
-
-class AlertKind(StrEnum):
-    EMERGENCY = "emergency"
-    FAILURE = "failure"
-    NEGATIVE_FEEDBACK = "negative_feedback"
-    ESCALATION = "escalation"
 
 
 # Which ConfigSnapshot switch turns each kind on.
@@ -177,14 +164,12 @@ def slack_message_build(*, kind: AlertKind, log: RequestLog, detail: str = "") -
 # --- Sending --------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
 _client: httpx2.Client | None = None
 
 
 def _reset_after_fork() -> None:
-    # Threads do not survive fork (gunicorn workers); a child builds its own pool.
-    global _executor, _client, _lock
-    _executor = None
+    # A connection pool does not survive fork: a child process builds its own.
+    global _client, _lock
     _client = None
     _lock = threading.Lock()
 
@@ -193,75 +178,40 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _sender() -> tuple[ThreadPoolExecutor, httpx2.Client]:
-    global _executor, _client
+def _http() -> httpx2.Client:
+    global _client
     with _lock:
-        if _executor is None or _client is None:
+        if _client is None:
             _client = httpx2.Client(
                 timeout=httpx2.Timeout(
                     RESPONSE_TIMEOUT_S, connect=CONNECT_TIMEOUT_S, pool=CONNECT_TIMEOUT_S
                 ),
                 limits=httpx2.Limits(
-                    max_connections=MAX_WORKERS, max_keepalive_connections=MAX_WORKERS
+                    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
                 ),
                 follow_redirects=False,
             )
-            _executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="slack")
-        return _executor, _client
+        return _client
 
 
-def _post(
-    client: httpx2.Client, url: str, payload: dict[str, Any], kind: AlertKind, log_id: str
-) -> bool:
+def slack_webhook_for(kind: AlertKind | str, config: ConfigSnapshot) -> str | None:
+    """Where this kind of alert goes; None when the kind is switched off or no webhook is set."""
+    if not getattr(config, _SWITCHES[AlertKind(kind)]) or not config.slack_webhook_url:
+        return None
+    return config.slack_webhook_url
+
+
+def slack_post(url: str, payload: dict[str, Any], *, what: str = "alert") -> str:
+    """Post one message: "" when Slack answered 2xx, otherwise what went wrong. Never raises."""
     try:
-        response = client.post(url, json=payload)
+        response = _http().post(url, json=payload)
     except Exception as exc:
         # Never log the URL: an incoming-webhook URL is a credential.
-        logger.warning(
-            "Slack %s alert for request %s not sent: %s: %s", kind, log_id, type(exc).__name__, exc
-        )
-        return False
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        logger.warning("Slack %s not sent: %s", what, error)
+        return error.replace(url, "<webhook>")
     if 200 <= response.status_code < 300:
-        return True
-    logger.warning(
-        "Slack %s alert for request %s refused: HTTP %s %s",
-        kind,
-        log_id,
-        response.status_code,
-        response.text[:200],
-    )
-    return False
-
-
-def slack_alert_submit(
-    *, kind: AlertKind, log: RequestLog, config: ConfigSnapshot, detail: str = ""
-) -> Future[bool] | None:
-    """Start sending one alert; None when this kind is switched off or no webhook is set.
-
-    The future resolves to True when Slack answered 2xx, False otherwise; it never raises.
-    """
-    kind = AlertKind(kind)
-    if not getattr(config, _SWITCHES[kind]) or not config.slack_webhook_url:
-        return None
-    try:
-        payload = slack_message_build(kind=kind, log=log, detail=detail)
-        executor, client = _sender()
-        return executor.submit(_post, client, config.slack_webhook_url, payload, kind, str(log.pk))
-    except Exception:
-        # An alert is never worth failing the request it is about.
-        logger.warning("Slack %s alert for request %s not queued", kind, log.pk, exc_info=True)
-        return None
-
-
-def slack_alerts_wait(futures: Iterable[Future[bool] | None], *, timeout_s: float) -> None:
-    """Give pending alerts up to ``timeout_s`` to go out; whatever is left keeps sending."""
-    try:
-        pending = [f for f in futures if f is not None]
-        if pending:
-            _, not_done = futures_wait(pending, timeout=max(timeout_s, 0.0))
-            if not_done:
-                logger.info(
-                    "%d Slack alert(s) still sending after %.1f s", len(not_done), timeout_s
-                )
-    except Exception:
-        logger.warning("waiting for Slack alerts failed", exc_info=True)
+        return ""
+    error = f"HTTP {response.status_code} {response.text[:200]}".strip()
+    logger.warning("Slack %s refused: %s", what, error)
+    return error

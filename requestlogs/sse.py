@@ -68,7 +68,7 @@ def _frame(event: PipelineEvent) -> bytes:
                 "timings_ms": {"routing": round(decision.elapsed_ms, 1)},
             },
         )
-    payload = request_log_payload(event.log, catalog=event.catalog)
+    payload = request_log_payload(event.log, catalog=event.catalog, alerts=event.alerts)
     if not event.failed:
         return sse_frame("done", payload)
     message = FAILURE_MESSAGES.get(event.log.status, FAILURE_MESSAGES[RequestStatus.ERROR])
@@ -99,7 +99,9 @@ class EventStream:
             # The pipeline has marked the row `error`; the client gets a last event
             # instead of a stream that just stops.
             logger.exception("request %s failed while streaming", self.run.log.pk)
-            payload = request_log_payload(self.run.log, catalog=self.run.request.catalog)
+            payload = request_log_payload(
+                self.run.log, catalog=self.run.request.catalog, alerts=self.run.alerts
+            )
             yield sse_frame("error", {**payload, "error": INTERNAL_ERROR_MESSAGE})
 
     def close(self) -> None:

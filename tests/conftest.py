@@ -47,13 +47,13 @@ def _clean_process_state() -> Iterator[None]:
     """Each test starts with empty caches (shared and in-process) and closed circuit breakers."""
     from django.core.cache import cache
 
-    from accounts.authentication import api_token_cache
+    from accounts.authentication import api_token_forget_all
     from assistants.breaker import breakers_reset
     from config.caching import SharedSnapshot
 
     cache.clear()
     SharedSnapshot.forget_all()
-    api_token_cache.clear()
+    api_token_forget_all()
     breakers_reset()
     yield
     SharedSnapshot.forget_all()

@@ -41,6 +41,8 @@ def asgi_live_server(transactional_db) -> Iterator[AsgiLiveServer]:
             loop="uvloop",
             http="httptools",
             lifespan="on",
+            # As `make run`: the client address is the peer's, never X-Forwarded-For's.
+            proxy_headers=False,
             log_level="warning",
             access_log=False,
         )

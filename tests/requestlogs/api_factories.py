@@ -1,9 +1,9 @@
 """Helpers for the API tests: authenticated clients and the default routes."""
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import api_token_create
 from routing.models import Route
 from routing.services import route_catalog_invalidate
 from tests.routing.factories import RouteFactory
@@ -19,6 +19,7 @@ REQUEST_KEYS = {
     "escalated",
     "timings_ms",
     "created_at",
+    "alerts",
 }
 
 DEFAULT_ROUTES = {
@@ -30,9 +31,9 @@ DEFAULT_ROUTES = {
 
 
 def token_header(user: AbstractBaseUser) -> str:
-    """The ``Authorization`` header value for this user's API token."""
-    token, _ = Token.objects.get_or_create(user=user)
-    return f"Token {token.key}"
+    """The ``Authorization`` header value for a new API token of this user."""
+    _, key = api_token_create(user=user)
+    return f"Token {key}"
 
 
 def token_client(user: AbstractBaseUser) -> APIClient:

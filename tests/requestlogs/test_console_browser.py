@@ -107,7 +107,8 @@ def console_server(asgi_live_server):
 
 @pytest.fixture
 def new_page(browser, default_routes, console_server):
-    """A tablet-sized (1024x768) page on the live server; any script error fails the test."""
+    """A tablet-sized (1024x768) page on the live server; any script error or CSP violation
+    fails the test."""
     from playwright.sync_api import expect
 
     context = browser.new_context(
@@ -118,9 +119,14 @@ def new_page(browser, default_routes, console_server):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Anything the Content Security Policy blocked is an error too (Chromium says so here).
+    page.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text and errors.append(message.text),
+    )
     yield page
     context.close()
-    assert errors == [], f"script errors on the page: {errors}"
+    assert errors == [], f"script errors or CSP violations on the page: {errors}"
 
 
 @pytest.fixture

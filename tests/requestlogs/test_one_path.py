@@ -81,8 +81,21 @@ CASES = [
     Case("nested too deeply", 400, b"[" * 5000 + b"]" * 5000, says="nested too deeply"),
     Case("a list, not an object", 400, b'["TrackMan"]', says="non_field_errors"),
     Case("NaN is not JSON", 400, b'{"text": NaN}', says="JSON parse error"),
-    # Refused by DRF: a body without a length (chunked) is no data; the wrong media type.
-    Case("chunked body", 400, json_body(), chunked=True, says="text is required"),
+    # A body without a length (chunked) is measured and read like any other.
+    Case("chunked body", 201, json_body(), chunked=True, says='"status":"ok"'),
+    # Refused before any view: a body over the API's limit (API_MAX_BODY_BYTES), with or
+    # without a length, for JSON or events.
+    Case("body too large", 413, json_body("x" * 70_000), says="too large"),
+    Case("chunked body too large", 413, json_body("x" * 70_000), chunked=True, says="too large"),
+    Case(
+        "events, body too large",
+        413,
+        json_body("x" * 70_000),
+        accept="text/event-stream",
+        chunked=True,
+        says="too large",
+    ),
+    # Refused by DRF: the wrong media type.
     Case("form body", 415, b"text=TrackMan", "application/x-www-form-urlencoded"),
     Case("empty accept", 406, json_body(), accept=""),
     Case("accept only xml", 406, json_body(), accept="application/xml"),
@@ -200,9 +213,10 @@ def test_a_row_the_database_refuses_is_a_clear_error_and_no_model_call(
         return dataclasses.replace(validate(**kwargs), location="bay\x003")
 
     monkeypatch.setattr("requestlogs.apis.request_validate", sneak_a_nul)
-    status, _ = send(asgi_live_server.url, Case("json", 201, json_body()), token_header(user))
+    status, body = send(asgi_live_server.url, Case("json", 201, json_body()), token_header(user))
 
-    assert status == 500
+    # A value the database refuses is the client's: a 400 with a message (clubos.api).
+    assert status == 400 and b"cannot be stored" in body
     assert not RequestLog.objects.exists() and openai_upstream.calls == []
 
 

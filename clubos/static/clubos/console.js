@@ -26,6 +26,9 @@ const STATUS_LABELS = {
 };
 
 const TIMING_KEYS = ["routing", "ttft", "assistant", "total"];
+// How long the console follows a queued Slack alert (polling the request) before it stops.
+const ALERT_FOLLOW_MS = 60_000;
+const ALERT_POLL_MS = 1_500;
 const msFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
 
 // --- Small helpers ----------------------------------------------------------------------
@@ -47,6 +50,30 @@ function readCookie(name) {
     if (key === name) return decodeURIComponent(rest.join("="));
   }
   return "";
+}
+
+// What the desk is told about a Slack alert: its recorded state, never a fixed promise.
+export function alertWording(alert) {
+  if (alert.state === "sent") {
+    const at = alert.sent_at ? new Date(alert.sent_at) : null;
+    return at && !Number.isNaN(at.getTime())
+      ? `Manager alerted on Slack at ${timeFormat.format(at)}`
+      : "Manager alerted on Slack";
+  }
+  if (alert.state === "queued") return "Alert queued - sending to Slack…";
+  if (alert.state === "no_channel") return "No alert channel is configured: call the manager now";
+  return "Slack alert failed: call the manager now";
+}
+
+// Of a request's alerts, the one to show: one that needs a call first, then one still queued,
+// then the latest sent.
+function alertToShow(alerts) {
+  const rank = { failed: 0, no_channel: 1, queued: 2, sent: 3 };
+  return [...alerts].sort(
+    (a, b) =>
+      (rank[a.state] ?? 0) - (rank[b.state] ?? 0) ||
+      String(b.queued_at || "").localeCompare(String(a.queued_at || "")),
+  )[0];
 }
 
 export function formatMs(value) {
@@ -239,6 +266,8 @@ class Console {
     this.feedbackSend = $("#feedback-send");
     this.feedbackCancel = $("#feedback-cancel");
     this.actionStatus = $("#action-status");
+    this.alertStatus = $("#alert-status");
+    this.alertPoll = null;
     this.liveStatus = $("#live-status");
     this.history = $("#history");
     this.historyEmpty = $("#history-empty");
@@ -479,6 +508,7 @@ class Console {
     this.result.classList.remove("result--emergency", "result--done");
     this.result.classList.add("result--working");
     this.banner.hidden = true;
+    this.showAlerts([]);
     this.badge.className = "badge badge--route badge--pending";
     this.badge.textContent = "Choosing route…";
     delete this.badge.dataset.route;
@@ -620,6 +650,7 @@ class Console {
       this.actions.hidden = false;
       if (data.escalated) this.markEscalated();
     }
+    this.showAlerts(data.alerts || [], Date.now() + ALERT_FOLLOW_MS);
     if (status === "ok" || status === "cached") {
       this.text.value = "";
       this.updateCounter();
@@ -697,6 +728,48 @@ class Console {
     }
   }
 
+  // -- Slack alerts ----------------------------------------------------------------------------
+
+  // Show the request's alerts as recorded; while one is queued, read the request again every
+  // ALERT_POLL_MS until it is sent or failed (or `followUntil` passes).
+  showAlerts(alerts, followUntil = 0) {
+    if (this.alertPoll !== null) window.clearTimeout(this.alertPoll);
+    this.alertPoll = null;
+    const shown = alerts.length ? alertToShow(alerts) : null;
+    if (!shown) {
+      this.alertStatus.hidden = true;
+      this.alertStatus.textContent = "";
+      return;
+    }
+    const kind = shown.state === "sent" ? "ok" : shown.state === "queued" ? "" : "error";
+    this.alertStatus.className = `action-status alert-status${kind ? ` action-status--${kind}` : ""}`;
+    this.alertStatus.textContent = alertWording(shown);
+    this.alertStatus.hidden = false;
+    const id = this.current?.id;
+    if (id && alerts.some((a) => a.state === "queued") && Date.now() < followUntil) {
+      this.alertPoll = window.setTimeout(() => this.refreshAlerts(id, followUntil), ALERT_POLL_MS);
+    }
+  }
+
+  async refreshAlerts(id, followUntil) {
+    this.alertPoll = null;
+    let data = null;
+    try {
+      const response = await fetch(`${this.api}${encodeURIComponent(id)}/`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" },
+      });
+      if (response.ok) data = await response.json();
+    } catch {
+      data = null; // a network blip: try again on the next round
+    }
+    if (this.current?.id !== id) return; // the desk has moved on to another request
+    if (data && Array.isArray(data.alerts)) this.showAlerts(data.alerts, followUntil);
+    else if (Date.now() < followUntil) {
+      this.alertPoll = window.setTimeout(() => this.refreshAlerts(id, followUntil), ALERT_POLL_MS);
+    }
+  }
+
   // -- feedback and escalation ---------------------------------------------------------------
 
   resetActions() {
@@ -754,8 +827,9 @@ class Console {
     this.setActionStatus("Saving…", "");
     const body = { helpful };
     if (comment) body.comment = comment;
+    let data;
     try {
-      await this.postAction("feedback", body);
+      data = await this.postAction("feedback", body);
     } catch (error) {
       for (const button of buttons) button.disabled = false;
       this.setActionStatus(`Feedback was not saved: ${error.message || "network error"}. Try again.`, "error");
@@ -765,6 +839,7 @@ class Console {
     this.helpfulYes.setAttribute("aria-pressed", String(helpful));
     this.helpfulNo.setAttribute("aria-pressed", String(!helpful));
     this.closeNegativeFeedback(false);
+    if (Array.isArray(data?.alerts)) this.showAlerts(data.alerts, Date.now() + ALERT_FOLLOW_MS);
     this.setActionStatus(
       helpful
         ? "Thanks! Marked as helpful."
@@ -783,8 +858,9 @@ class Console {
   async escalate() {
     this.escalateButton.disabled = true;
     this.setActionStatus("Escalating…", "");
+    let data;
     try {
-      await this.postAction("escalate", {});
+      data = await this.postAction("escalate", {});
     } catch (error) {
       this.escalateButton.disabled = false;
       this.setActionStatus(`Could not escalate: ${error.message || "network error"}. Try again.`, "error");
@@ -792,7 +868,9 @@ class Console {
     }
     this.markEscalated();
     this.updateHistoryStatus(this.current.id, "escalated");
-    this.setActionStatus("Escalated. A manager has been alerted and will follow up.", "ok");
+    // Whether a manager was reached is the alert's to say (the alert status line), not ours.
+    this.setActionStatus("Escalated.", "ok");
+    if (Array.isArray(data?.alerts)) this.showAlerts(data.alerts, Date.now() + ALERT_FOLLOW_MS);
   }
 
   // -- history -------------------------------------------------------------------------------
