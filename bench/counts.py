@@ -29,6 +29,8 @@ def main() -> None:
         DJANGO_ALLOWED_HOSTS="testserver",
         # Plain HTTP: no redirect to https.
         DJANGO_SECURE_SSL_REDIRECT="0",
+        # Throttling on, at a per-user rate these many submits from one user never reach.
+        THROTTLE_SUBMIT_RATE="1000000/min",
         DATABASE_URL=f"sqlite:///{workdir}/db.sqlite3",
         OPENAI_API_KEY="fake",
         OPENAI_BASE_URL=fake.base_url,

@@ -40,6 +40,8 @@ os.environ.update(
     DJANGO_ALLOWED_HOSTS="127.0.0.1",
     # Plain HTTP: no redirect to https.
     DJANGO_SECURE_SSL_REDIRECT="0",
+    # Throttling on, at a per-user rate these many submits from one user never reach.
+    THROTTLE_SUBMIT_RATE="1000000/min",
     DJANGO_SETTINGS_MODULE="clubos.settings",
 )
 

@@ -393,6 +393,9 @@ def start_stack(
         # Content Security Policy and HSTS stay as in production).
         "DJANGO_SECURE_SSL_REDIRECT": "0",
         "DJANGO_SECURE_COOKIES": "0",
+        # Throttling stays on (every submit is counted in Redis, as in production), with a
+        # per-user rate the bench's one user never reaches at c=500.
+        "THROTTLE_SUBMIT_RATE": "1000000/min",
         "GUNICORN_BIND": f"{HOST}:{app_port}",
     }
     app_env["DATABASE_POOL"] = "1" if db_pool else "0"

@@ -4,7 +4,8 @@ Django's admin refuses a lookup it cannot use by redirecting to ``?e=1``, but a 
 hierarchy at year 9999 (``created_at__year=9999&created_at__month=12&created_at__day=31``)
 or an aware moment with no UTC counterpart (``created_at__gte=9999-12-31T23:59:59-23:59``)
 overflows while the list is built, and PostgreSQL refuses an offset beyond 15:59: a 500.
-Here they are refused the same way.
+Here they are refused the same way, on every model admin (``clubos.admin_site`` applies it
+at registration).
 """
 
 from typing import Any

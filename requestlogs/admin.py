@@ -17,7 +17,6 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from config.admin_dates import OutOfRangeDatesRefusedMixin
 from requestlogs.models import Alert, AlertState, RequestLog
 from requestlogs.services import request_log_relabel
 from routing.models import Route
@@ -134,7 +133,7 @@ class AlertInline(admin.TabularInline):
 
 
 @admin.register(RequestLog)
-class RequestLogAdmin(OutOfRangeDatesRefusedMixin, admin.ModelAdmin):
+class RequestLogAdmin(admin.ModelAdmin):
     list_display = (
         "created_at",
         "short_text",

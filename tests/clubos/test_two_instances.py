@@ -31,11 +31,13 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from config.caching import LOCAL_FRESH_S
 from config.services import system_config_update
 from devtools.reverse_proxy import ReverseProxy, nginx_path
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.services import request_logs_abandoned_after
 from routing.models import Route
+from routing.services import route_catalog_invalidate
 from tests.requestlogs.api_factories import default_routes_ensure
 from tests.requestlogs.factories import PASSWORD, UserFactory
 
@@ -231,6 +233,11 @@ class Staff:
 @pytest.fixture
 def staff(cluster: Cluster, transactional_db) -> Staff:
     default_routes_ensure()
+    # This test's routes are new rows (the last test's were flushed): let the instances'
+    # own copies of the catalog and config (checked once a second) see them, as they would
+    # see an admin's edit.
+    route_catalog_invalidate()
+    time.sleep(LOCAL_FRESH_S + 0.2)
     user = UserFactory(is_staff=True, is_superuser=True)
     answer = httpx2.post(
         f"{cluster.proxy.url}/api/v1/auth/token/",

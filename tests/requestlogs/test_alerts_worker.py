@@ -5,6 +5,8 @@ it waits, and a worker started afterwards sends the alert: the alert's row said 
 with its try overdue, and the sweep queued it again.
 """
 
+import time
+
 import pytest
 
 from config.selectors import system_config_get
@@ -60,3 +62,46 @@ def test_an_alert_survives_its_worker_being_killed_mid_send(slack_server):
     assert len(posts) == 2  # the held try, and the one that went through
     assert posts[1]["blocks"][0]["text"]["text"] == ":rotating_light: Emergency"
     assert "Smoke coming out of the projector" in posts[1]["text"]
+
+
+def test_the_worker_rides_out_a_database_outage_and_sends_what_was_queued_during_it(
+    slack_server,
+):
+    from django.db import connection
+
+    from devtools.tcp_proxy import TcpProxy
+    from tests.requestlogs.processes import database_url
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the database is cut through a TCP proxy: PostgreSQL's connection")
+    db = connection.settings_dict
+    real = (db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    system_config_update(slack_webhook_url=slack_server.url)
+    proxy = TcpProxy(target=real).start()
+    through_proxy = database_url().replace(f"@{real[0]}:{real[1]}/", f"@127.0.0.1:{proxy.port}/")
+    worker = start_worker(DATABASE_URL=through_proxy, **WORKER_ENV)
+    try:
+        before = alert_queue(
+            log=RequestLogFactory(), kind=AlertKind.EMERGENCY, config=system_config_get()
+        )
+        wait_for(lambda: state_of(before) == AlertState.SENT, timeout_s=60, what="a first alert")
+
+        proxy.cut("reset")
+        # Queued while the worker cannot reach the database (the app's own connection can).
+        during = alert_queue(
+            log=RequestLogFactory(), kind=AlertKind.ESCALATION, config=system_config_get()
+        )
+        time.sleep(5)
+        assert worker.poll() is None, "the worker ended with the database out of reach"
+        assert state_of(during) == AlertState.QUEUED
+        proxy.restore()
+
+        waited = wait_for(
+            lambda: state_of(during) == AlertState.SENT, timeout_s=30, what="the queued alert"
+        )
+    finally:
+        stop(worker)
+        proxy.stop()
+
+    assert waited < 15
+    assert len(slack_server.wait_for_posts(2)) == 2

@@ -15,8 +15,10 @@ from config.threads import to_the_end
 from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.pipeline import AnswerDelta, RequestDone, request_answer, request_start
 from requestlogs.rows import _statement, orm_statement, request_log_finish
+from routing.models import Route
 from tests.requestlogs.factories import RequestLogFactory
 from tests.requestlogs.test_pipeline import on_loop, refreshed, validated
+from tests.routing.factories import RouteFactory
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the event loop's pool is PostgreSQL's"
@@ -50,6 +52,20 @@ def test_the_remembered_statements_are_what_the_orm_compiles():
     new, newer = RequestLogFactory.build(), RequestLogFactory.build(location="Halifax")
     _statement(new, insert=True)
     assert _statement(newer, insert=True) == orm_statement(newer, insert=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_route_deleted_while_its_request_was_answered_still_leaves_the_answer_on_the_row():
+    log = RequestLogFactory()
+    route = RouteFactory()
+    log.route = route
+    Route.objects.filter(pk=route.pk).delete()  # an admin deleted it while the answer streamed
+
+    assert asyncio.run(request_log_finish(finished(log, answer="Reboot it."))) is True
+
+    row = refreshed(log)
+    assert row.status == RequestStatus.OK and row.answer == "Reboot it."
+    assert row.route is None and row.finished_at is not None
 
 
 def test_a_write_runs_to_its_end_when_the_client_goes_away_during_it():
@@ -139,6 +155,17 @@ class TestOnTheLoopsOwnConnection:
         row = refreshed(log)
         assert row.status == RequestStatus.OK and row.answer == "Reboot it."
         assert row.finished_at is not None
+
+    def test_a_route_deleted_mid_answer_is_dropped_from_the_loops_update(self, server_loop, pool):
+        log = RequestLogFactory()
+        route = RouteFactory()
+        log.route = route
+        Route.objects.filter(pk=route.pk).delete()
+
+        assert on_loop(server_loop, request_log_finish(finished(log, answer="Reboot it.")))
+
+        row = refreshed(log)
+        assert row.answer == "Reboot it." and row.route is None
 
     def test_a_row_that_cannot_be_written_calls_no_model(self, openai_upstream, server_loop):
         # Past validation (which refuses it), a NUL is text PostgreSQL cannot store.

@@ -135,3 +135,19 @@ def test_the_worker_s_sweep_also_drops_task_rows_after_a_day(routes):
 
     assert not DBTaskResult.objects.filter(pk=old.id).exists()
     assert DBTaskResult.objects.filter(pk=recent.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_s_sweep_deletes_expired_api_tokens():
+    from knox.models import AuthToken
+
+    from requestlogs.management.commands.tasks_worker import sweep
+
+    user = UserFactory()
+    expired, _ = api_token_create(user=user)
+    live, _ = api_token_create(user=user)
+    AuthToken.objects.filter(pk=expired.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+
+    sweep()
+
+    assert list(AuthToken.objects.filter(user=user)) == [live]

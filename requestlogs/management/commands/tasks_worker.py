@@ -3,8 +3,8 @@
     python manage.py tasks_worker
 
 Runs the queued tasks (Slack alerts) and, every ``TASKS_SWEEP_INTERVAL_S`` (and once at
-start), marks the rows a killed server left ``received`` as ``abandoned`` and queues again
-the alerts a killed worker left half-sent. Both sweeps are single conditional UPDATEs:
+start), marks the rows a killed server left ``received`` as ``abandoned``, queues again
+the alerts a killed worker left half-sent and deletes expired API tokens. Both sweeps are single conditional UPDATEs:
 any number of workers may run beside each other. ``make run`` and ``make serve`` start it.
 """
 
@@ -24,6 +24,7 @@ from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.models import DBTaskResult
 
+from accounts.services import api_token_delete_expired
 from requestlogs.services import alerts_requeue_overdue, request_logs_mark_abandoned
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def sweep() -> None:
         if abandoned:
             logger.warning("%d request(s) left 'received' marked abandoned", abandoned)
         alerts_requeue_overdue()
+        # Expired API tokens are refused already; their rows need not stay.
+        api_token_delete_expired()
         # The task rows themselves are only the queue: what happened is on each alert. Rows
         # of finished tasks, and of tasks whose worker died (left running), go after a day.
         DBTaskResult.objects.filter(
