@@ -65,8 +65,10 @@ async def _database_ok() -> bool:
             )
         check = sync_to_async(_database_ok_sync, thread_sensitive=False)()
         return await asyncio.wait_for(check, HEALTH_CHECK_TIMEOUT_S)
-    except Exception:
-        logger.warning("health: database check failed", exc_info=True)
+    except Exception as exc:
+        # One line, not a traceback: a monitor probing every few seconds through an outage
+        # would otherwise bury the log.
+        logger.warning("health: database check failed: %s: %s", type(exc).__name__, exc)
         return False
 
 
@@ -80,8 +82,10 @@ def _cache_ok_sync() -> bool:
         ok = cache.get(key) == token
         cache.delete(key)
         return ok
-    except Exception:
-        logger.warning("health: cache check failed", exc_info=True)
+    except Exception as exc:
+        # One line, not a traceback: a monitor probing every few seconds through an outage
+        # would otherwise bury the log.
+        logger.warning("health: cache check failed: %s: %s", type(exc).__name__, exc)
         return False
 
 
