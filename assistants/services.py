@@ -100,6 +100,7 @@ class _Attempts:
         self.deadline = time.monotonic() + call.timeout_s
         self.retries_left = call.config.assistant_retries
         self.in_flight = False
+        self.sent_at = 0.0  # when the breaker let the attempt in flight through
 
     def start(self) -> AssistantRequest:
         """The next attempt's request (its timeout: what is left of the deadline)."""
@@ -108,15 +109,16 @@ class _Attempts:
                 FailureKind.UNAVAILABLE, "the model is unavailable right now (circuit open)"
             )
         self.in_flight = True
+        self.sent_at = time.monotonic()
         self.call.upstream_calls += 1
         return self.call._request(self.deadline - time.monotonic())
 
     def retry_after(self, exc: AssistantError, sent_text: bool) -> bool:
         self.in_flight = False
         if exc.kind is FailureKind.REJECTED:
-            self.breaker.record_no_verdict()
+            self.breaker.record_no_verdict(sent_at=self.sent_at)
         else:
-            self.breaker.record_failure()
+            self.breaker.record_failure(sent_at=self.sent_at)
         remaining = self.deadline - time.monotonic()
         # Once text has reached the person a retry would show a second answer.
         if exc.retryable and not sent_text and self.retries_left > 0 and remaining >= MIN_ATTEMPT_S:
@@ -132,7 +134,7 @@ class _Attempts:
     def ended(self) -> None:
         if self.in_flight:
             self.in_flight = False
-            self.breaker.record_no_verdict()
+            self.breaker.record_no_verdict(sent_at=self.sent_at)
 
 
 # --- Response cache -------------------------------------------------------------------

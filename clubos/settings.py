@@ -343,7 +343,10 @@ SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
 # After this many consecutive upstream failures a worker stops calling the model for the
 # cooldown; then one trial call decides whether it closes again.
 ASSISTANT_BREAKER_THRESHOLD = env.int("ASSISTANT_BREAKER_THRESHOLD", default=5)
+# The longest wait between trial calls while the upstream keeps failing; the first wait is
+# ASSISTANT_BREAKER_FIRST_COOLDOWN_S and each failed trial makes the next 1.5 times longer.
 ASSISTANT_BREAKER_COOLDOWN_S = env.float("ASSISTANT_BREAKER_COOLDOWN_S", default=20.0)
+ASSISTANT_BREAKER_FIRST_COOLDOWN_S = env.float("ASSISTANT_BREAKER_FIRST_COOLDOWN_S", default=1.0)
 
 # --- Background tasks ---
 # Django's tasks framework on django-tasks-db: a task is a row in this database, written in

@@ -189,16 +189,16 @@ def test_error_statuses_are_the_same_failures_as_through_the_sdk(status, kind):
     assert status_failure(status).kind is kind
 
 
-def test_a_trial_call_cut_short_leaves_the_breaker_free_to_try_again(openai_upstream):
+def test_a_trial_call_cut_short_leaves_the_breaker_free_to_try_again(openai_upstream, settings):
     from assistants.breaker import breaker_for
 
+    settings.ASSISTANT_BREAKER_FIRST_COOLDOWN_S = 0.05
     system_config_update(assistant_retries=0)
     openai_upstream.configure(fail="500")
     for _ in range(5):
         assert streamed(tech_call())[1] is not None
     breaker = breaker_for("openai-responses")
     assert breaker.is_open
-    breaker.cooldown_s = 0.05
     time.sleep(0.1)
     openai_upstream.configure(fail=None, ttft_s=2.0, latency_s=2.5)  # healed, but slow
     trial = tech_call()

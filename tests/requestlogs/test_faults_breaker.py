@@ -118,3 +118,43 @@ def test_a_trial_nobody_reports_on_expires_after_one_cooldown():
     breaker.record_success()
     assert not breaker.is_open
     assert breaker.allow() and breaker.allow()
+
+
+def test_the_first_trial_comes_soon_and_failed_trials_space_out_the_next_up_to_the_cooldown():
+    breaker = CircuitBreaker(threshold=1, cooldown_s=0.3, first_cooldown_s=0.1)
+    breaker.record_failure()  # opens: the first wait is the short one
+    assert not breaker.allow()
+    time.sleep(0.12)
+    assert breaker.allow()  # a blip is over for the desk soon after the upstream heals
+    breaker.record_failure()  # the trial failed: the next wait is 1.5 times longer
+    time.sleep(0.12)
+    assert not breaker.allow()
+    time.sleep(0.05)
+    assert breaker.allow()
+    breaker.record_failure()  # waits 0.225 s
+    time.sleep(0.24)
+    assert breaker.allow()
+    breaker.record_failure()  # 0.3375 s, but never beyond the cooldown
+    time.sleep(0.31)
+    assert breaker.allow()
+    breaker.record_success()
+    breaker.record_failure()  # opened afresh: the short wait again
+    time.sleep(0.12)
+    assert breaker.allow()
+
+
+def test_calls_sent_before_the_circuit_opened_do_not_push_the_trial_back():
+    """Under load many calls are in flight when the circuit opens; their failures, arriving
+    one after another, must not each restart the wait (the desk would wait the longest)."""
+    breaker = CircuitBreaker(threshold=1, cooldown_s=5.0, first_cooldown_s=0.1)
+    stragglers_sent = time.monotonic()
+    breaker.record_failure(sent_at=stragglers_sent)  # opens
+    time.sleep(0.05)
+    for _ in range(20):
+        breaker.record_failure(sent_at=stragglers_sent)
+    time.sleep(0.06)
+    assert breaker.allow()  # the trial, 0.1 s after the circuit opened
+    breaker.record_no_verdict(sent_at=stragglers_sent)  # a straggler's client left
+    assert not breaker.allow()  # still one trial at a time
+    breaker.record_success()
+    assert breaker.allow() and not breaker.is_open
