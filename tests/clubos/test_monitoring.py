@@ -1,6 +1,7 @@
 """Monitoring: the Prometheus endpoint and who may read it, the metrics a submit leaves
 behind, the request id every response carries, and each request's JSON log line."""
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -14,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pythonjsonlogger.json import JsonFormatter
 
 from config.services import system_config_update
+from devtools.asgi import post_scope
 from requestlogs.models import RequestLog
-from tests.requestlogs.api_factories import default_routes_ensure, token_client
+from tests.requestlogs.api_factories import default_routes_ensure, token_client, token_header
 from tests.requestlogs.factories import UserFactory
 from tests.requestlogs.test_api_stream import SSE, parse_sse, streamed
 
@@ -53,6 +55,10 @@ def with_token(settings) -> None:
 def request_lines(caplog, monkeypatch) -> Callable[[], list[logging.LogRecord]]:
     """The records of the ``clubos.requests`` logger, through caplog's handler on the root
     logger (in production that logger has its own JSON handler and does not propagate)."""
+    # Importing the ASGI application runs django.setup() once more, which applies LOGGING
+    # again: done first, so that it does not undo the patch.
+    import clubos.asgi  # noqa: F401
+
     monkeypatch.setattr(logging.getLogger("clubos.requests"), "propagate", True)
     caplog.set_level(logging.INFO, logger="clubos.requests")
     return lambda: [r for r in caplog.records if r.name == "clubos.requests"]
@@ -336,3 +342,73 @@ class TestRequestLogLine:
         assert (line["method"], line["path"], line["status"]) == ("GET", "/api/v1/health/", 200)
         assert (line["user_id"], line["client"]) == (None, "192.0.2.7")
         assert "route" not in line and "timings_ms" not in line
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        # Gone while the view waited on the model: no response ever existed.
+        pytest.param("application/json", 499, id="json"),
+        # Gone after the first event: the stream's response is closed early.
+        pytest.param("text/event-stream", 201, id="stream"),
+    ],
+)
+def test_a_client_gone_mid_answer_still_gets_one_line_with_its_row_abandoned(
+    request_lines, openai_upstream, monkeypatch, accept, status
+):
+    import requestlogs.pipeline as pipeline
+    from clubos.asgi import application
+
+    default_routes_ensure()
+    openai_upstream.configure(ttft_s=0.5, latency_s=1.0)  # the answer takes its time
+    gone = asyncio.Event()
+    start = pipeline.request_start
+
+    async def start_then_leave(**kwargs):
+        run = await start(**kwargs)
+        gone.set()  # the client leaves as soon as its row is committed
+        return run
+
+    if accept == "application/json":  # the JSON answer's start (the stream's is the view's)
+        monkeypatch.setattr(pipeline, "request_start", start_then_leave)
+    body = json.dumps({"text": TEXT, "route": "tech"}).encode()
+    scope = post_scope(
+        SUBMIT,
+        body,
+        [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"accept", accept.encode()),
+            (b"authorization", token_header(UserFactory()).encode()),
+        ],
+    )
+    headers: dict[bytes, bytes] = {}
+
+    async def serve() -> None:
+        messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive() -> dict:
+            for message in messages:
+                return message
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers.update(message["headers"])
+            elif message.get("body"):
+                gone.set()  # the first event reached the client, which now leaves
+
+        await application(scope, receive, send)
+
+    asyncio.run(serve())
+
+    row = RequestLog.objects.get()
+    assert row.status == "abandoned"
+    [record] = request_lines()
+    line = json_line(record)
+    assert (line["request_id"], line["status"]) == (str(row.pk), status)
+    assert (line["request_status"], line["route"]) == ("abandoned", "tech")
+    if status == 201:
+        assert headers[b"X-Request-ID"] == str(row.pk).encode()
