@@ -78,7 +78,7 @@ def calls() -> dict[str, float]:
 
     handler = next(h for h in logging.getLogger("clubos.requests").handlers)
     assert handler.formatter is not None
-    with open(os.devnull, "w") as devnull:  # noqa: PTH123
+    with open(os.devnull, "w") as devnull:
         handler.setStream(devnull)  # type: ignore[attr-defined]
         records: list[logging.LogRecord] = []
 
@@ -112,7 +112,7 @@ def calls() -> dict[str, float]:
 def calls_report() -> None:
     in_process = calls()
     with tempfile.TemporaryDirectory(prefix="clubos-metrics-bench-") as directory:
-        child = subprocess.run(  # noqa: S603 - this script
+        child = subprocess.run(
             [sys.executable, __file__, "--child"],
             env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": directory},
             capture_output=True,
@@ -227,7 +227,7 @@ def server_report(args: argparse.Namespace) -> None:
         # The log lines go to a file, as a server's stderr would to its collector.
         REQUEST_LOG_LEVEL="INFO",
     )
-    fake = subprocess.Popen(  # noqa: S603 - our own fake
+    fake = subprocess.Popen(
         [
             *(sys.executable, "-m", "devtools.fake_openai", "--port", str(FAKE_PORT)),
             *("--ttft", "0.3", "--latency", "1.5", "--tick", "0.05"),
