@@ -105,6 +105,8 @@ def test_two_workers_one_scrape_and_a_dead_worker_forgotten(tmp_path: Path) -> N
         assert sum(stages) == SUBMITS
         pids = worker_pids(samples)
         assert len(pids) == 2
+        for metric in ("process_cpu_seconds_total", "process_resident_memory_bytes"):
+            assert {labels["pid"] for name, labels, _ in samples if name == metric} == pids
         if connection.vendor == "postgresql":
             # Both pools of both workers, summed: the event loop's opens 2 at each start-up.
             pools = {
