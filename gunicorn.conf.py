@@ -2,6 +2,9 @@
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
@@ -23,6 +26,35 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 # Loopback by default: a proxy on another host must be listed here.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 preload_app = False
+
+# Prometheus metrics from several workers (config/metrics.py): each worker writes its values
+# to files in this directory and a scrape adds them up. Set before any worker (or this
+# process) imports prometheus-client, which reads it then. A directory of our own unless one
+# is given; either way emptied at start, since files of a previous run's workers would be
+# added to this run's counts.
+_METRICS_DIR_OURS = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _METRICS_DIR_OURS:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="clubos-metrics-")
+
+
+def on_starting(server: object) -> None:
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A dead worker's gauges (its pools, breakers, CPU and memory) leave the scrape; its
+    counters and histograms stay in the totals."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    if _METRICS_DIR_OURS:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def when_ready(server: object) -> None:

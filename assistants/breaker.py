@@ -91,6 +91,12 @@ class CircuitBreaker:
         with self._lock:
             return self._opened_at is not None
 
+    @property
+    def failures(self) -> int:
+        """Consecutive failures since the last success."""
+        with self._lock:
+            return self._failures
+
 
 _breakers: dict[str, CircuitBreaker] = {}
 _breakers_lock = threading.Lock()
@@ -106,6 +112,12 @@ def breaker_for(backend_name: str) -> CircuitBreaker:
                 first_cooldown_s=settings.ASSISTANT_BREAKER_FIRST_COOLDOWN_S,
             )
         return breaker
+
+
+def breakers_all() -> dict[str, CircuitBreaker]:
+    """This process's breakers by backend (the metrics read their state at scrape time)."""
+    with _breakers_lock:
+        return dict(_breakers)
 
 
 def breakers_reset() -> None:

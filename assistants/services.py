@@ -20,6 +20,7 @@ from assistants.backends import (
     get_backend,
 )
 from assistants.breaker import breaker_for
+from assistants.metrics import upstream_error_count
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteSnapshot
 
@@ -115,6 +116,7 @@ class _Attempts:
 
     def retry_after(self, exc: AssistantError, sent_text: bool) -> bool:
         self.in_flight = False
+        upstream_error_count(backend=self.call.backend_name, kind=exc.reason)
         if exc.kind is FailureKind.REJECTED:
             self.breaker.record_no_verdict(sent_at=self.sent_at)
         else:

@@ -50,6 +50,7 @@ served = LentThreads()
 
 # Every process that serves requests trains the router and opens its upstream connection
 # before it takes traffic (clubos.warmup), at the lifespan's start-up.
+from clubos.monitoring import metrics_refresh_start, metrics_refresh_stop  # noqa: E402
 from clubos.warmup import warm_up, warm_up_async  # noqa: E402
 from config.db_async import db_async_close  # noqa: E402
 from config.llm import openai_async_channel_close  # noqa: E402
@@ -67,8 +68,10 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             # then the loop's own channel to the model's server and its database pool.
             await in_thread(warm_up)
             await warm_up_async()
+            metrics_refresh_start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await metrics_refresh_stop()
             await openai_async_channel_close()
             await db_async_close()
             await send({"type": "lifespan.shutdown.complete"})

@@ -15,9 +15,10 @@ Under the sync handler (the test client) each runs exactly as Django's.
 """
 
 import asyncio
+import functools
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -30,6 +31,8 @@ from django.shortcuts import render
 from django.utils.csp import CSP, build_policy
 from django.utils.deprecation import MiddlewareMixin
 
+from clubos.monitoring import request_line_log
+from config.request_context import REQUEST_ID_HEADER, RequestContext, request_context_of
 from config.threads import to_the_end
 
 
@@ -172,3 +175,53 @@ class RequestBodyLimitMiddleware(OnTheLoop, MiddlewareMixin):
                 status=413,
             )
         return render(request, "413.html", {"limit": size}, status=413)
+
+
+class RequestIdMiddleware:
+    """First in the chain: gives the request its id (``config.request_context``), returns it
+    as ``X-Request-ID`` on every response (a stream's headers included, sent before its
+    first event) and writes the request's JSON log line when Django closes the response
+    (``clubos.monitoring.request_line_log``): after a stream's last event, or once its client
+    has gone, so the line carries the submit's final status and timings.
+
+    A request cancelled before it had a response (its client left mid-view) is logged as
+    status 499, nginx's "client closed request"."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        context = request_context_of(request)
+        return self._answered(request, context, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        context = request_context_of(request)
+        try:
+            response = await self.get_response(request)
+        except asyncio.CancelledError:
+            request_line_log(request, context, CLIENT_CLOSED_REQUEST)
+            raise
+        return self._answered(request, context, response)
+
+    @staticmethod
+    def _answered(
+        request: HttpRequest, context: RequestContext, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        response[REQUEST_ID_HEADER] = str(context.id)
+        # Run by response.close(), after the resources the view registered (an event
+        # stream's own close, which finishes its row).
+        response._resource_closers.append(  # type: ignore[attr-defined]
+            functools.partial(request_line_log, request, context, response.status_code)
+        )
+        return response
+
+
+CLIENT_CLOSED_REQUEST = 499

@@ -5,6 +5,7 @@ cache and the offline assistant backend. ``DATABASE_URL``, ``REDIS_URL`` and
 ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` switch to the real services.
 """
 
+import ipaddress
 import os
 import tempfile
 from datetime import timedelta
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
 # Django's own middleware, async-capable (clubos/middleware.py), and ServeStatic (WhiteNoise's
 # async fork): under the ASGI server no middleware costs a request a trip to a thread.
 MIDDLEWARE = [
+    # First: every response carries the request's id, and every request gets its log line.
+    "clubos.middleware.RequestIdMiddleware",
     "clubos.middleware.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "clubos.middleware.ContentSecurityPolicyMiddleware",
@@ -371,14 +374,58 @@ SLACK_ALERT_LEASE_S = env.float("SLACK_ALERT_LEASE_S", default=10.0)
 SLACK_ALERT_OVERDUE_S = env.float("SLACK_ALERT_OVERDUE_S", default=5.0)
 
 # --- Logging --------------------------------------------------------------------------
+# Each request ends with one JSON line on the `clubos.requests` logger (clubos/monitoring.py):
+# its id (X-Request-ID), method, path, status, user id, client address and, for a submit, its
+# route, routing source, final status and timings. On stderr beside the plain log;
+# REQUEST_LOG_LEVEL=WARNING switches the lines off.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "message"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "requests": {"class": "logging.StreamHandler", "formatter": "json"},
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "clubos.requests": {
+            "handlers": ["requests"],
+            "level": env.str("REQUEST_LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
+    },
 }
+
+# --- Metrics (clubos/monitoring.py, config/metrics.py) ---------------------------------
+# GET /metrics, Prometheus' text format. Every check that is set must pass: a bearer token
+# (`Authorization: Bearer <token>`) and/or the client's address (by TRUSTED_PROXY_COUNT's
+# rule, as the throttles) in a list of addresses or networks. With neither set the endpoint
+# is off (404), except that debug mode (make run) serves it to loopback.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+METRICS_ALLOWED_IPS = [
+    ipaddress.ip_network(item.strip(), strict=False)
+    for item in env.list(
+        "METRICS_ALLOWED_IPS",
+        default=["127.0.0.1", "::1"] if DEBUG and not METRICS_BEARER_TOKEN else [],
+    )
+    if item.strip()
+]
+# Set (by gunicorn.conf.py, or by you) when several processes serve: prometheus-client's
+# multiprocess mode, each worker's values in files there, added up at each scrape.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# Multiprocess: how often each worker writes its pools', breakers' and process's state for
+# the scrapes another worker answers (the answering worker reads its own at the scrape).
+METRICS_REFRESH_S = env.float("METRICS_REFRESH_S", default=5.0)
 
 if not DEBUG:
     SESSION_COOKIE_HTTPONLY = True
@@ -395,7 +442,9 @@ SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 # A load balancer's health check reaches the app directly over plain HTTP, with no
 # X-Forwarded-Proto: a redirect to https would count as unhealthy. It carries no cookie and
 # no secret, so it is served over either.
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]
+# Prometheus scrapes the app's port directly too (a redirect to https, which the app itself
+# does not speak, would fail every scrape); /metrics has its own protection (above).
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$", r"^metrics$"]
 # HSTS (sent on HTTPS responses only). Preload asks the browsers' preload list to accept the
 # domain if it is submitted there, which is a separate, manual step.
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)

@@ -9,6 +9,7 @@ from drf_spectacular.views import (
 )
 
 from accounts.apis import TokenApi, TokenRevokeAllApi, TokenRevokeApi
+from clubos.monitoring import metrics_view
 from config.apis import HealthApi
 
 api_v1: list[URLPattern | URLResolver] = [
@@ -38,5 +39,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("accounts/", include("django.contrib.auth.urls")),
+    # Prometheus' default path; protected by METRICS_BEARER_TOKEN / METRICS_ALLOWED_IPS.
+    path("metrics", metrics_view, name="metrics"),
     path("", include("requestlogs.console_urls")),
 ]

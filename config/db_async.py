@@ -166,3 +166,9 @@ async def db_async_close() -> None:
     pool = _pools.pop(asyncio.get_running_loop(), None)
     if pool is not None:
         await pool.close()
+
+
+def db_async_pools() -> list[AsyncConnectionPool]:
+    """Every event loop's open pool in this process (one per server worker): for the
+    metrics, read at scrape time."""
+    return [pool for pool in list(_pools.values()) if not pool.closed]

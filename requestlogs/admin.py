@@ -170,8 +170,10 @@ class RequestLogAdmin(admin.ModelAdmin):
     inlines = (AlertInline,)
     list_select_related = ("route", "user", "corrected_route")
     date_hierarchy = "created_at"
-    search_fields = ("text", "location", "answer")
-    search_help_text = "Searches the request text, location and answer."
+    # A request id (X-Request-ID, the JSON log line's request_id) finds its row; a term that
+    # is not a UUID skips that lookup.
+    search_fields = ("id__exact", "text", "location", "answer")
+    search_help_text = "Searches the request id (X-Request-ID), text, location and answer."
     ordering = ("-created_at",)
     list_per_page = 50
     # The second COUNT(*) (of the unfiltered table) is pure cost on a big log.

@@ -34,6 +34,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from config.parsers import JSONParser
+from config.request_context import request_context_of
 from config.selectors import system_config_aget
 from config.threads import db_connection_release, in_thread
 from config.throttling import SubmitRateThrottle
@@ -311,6 +312,7 @@ class RequestListCreateApi(AsyncAPIView):
             config=await system_config_aget(),
             catalog=await route_catalog_aget(),
             started=started,
+            context=request_context_of(request),
         )
         if isinstance(request.accepted_renderer, EventStreamRenderer):
             run = await request_start(request=request_input)

@@ -29,6 +29,7 @@ from assistants.backends import AssistantError, Completion, FailureKind, StreamE
 from assistants.backends.offline import knowledge_best
 from assistants.services import AssistantCall, response_cache_get, response_cache_put
 from config.threads import in_thread, to_the_end
+from requestlogs.metrics import request_observe
 from requestlogs.models import Alert, AlertKind, AlertState, RequestLog, RequestStatus
 from requestlogs.rows import request_log_finish, request_log_insert
 from requestlogs.services import alert_queue
@@ -82,6 +83,8 @@ async def request_start(*, request: RequestInput) -> "RequestRun":
     """Accept a validated request: its row, status ``received``, committed (the first of
     the request's two writes). Raises, having called nothing, if the row cannot be written."""
     log = RequestLog(
+        # The request's id (X-Request-ID, its log line) is its row's key.
+        id=request.context.id,
         created_at=timezone.now(),
         user=request.user,
         channel=request.channel,
@@ -133,6 +136,7 @@ class RequestRun:
         self.assistant_started = 0.0
         self.finished = False
         self.alerts: list[Alert] = []
+        self.route_slug = ""
 
     async def events(self) -> AsyncGenerator[PipelineEvent]:
         """Route and answer the request, yielding events as they happen.
@@ -213,6 +217,7 @@ class RequestRun:
     def _routed(self, decision: RouteDecision) -> AssistantCall:
         """The decision into the row's fields, and the call to its assistant."""
         request, route = self.request, decision.route
+        self.route_slug = route.slug
         self.fields.update(
             route_id=route.id,
             routing_source=decision.source,
@@ -285,6 +290,11 @@ class RequestRun:
             await request_log_finish(self.log)
         except Exception:
             logger.exception("request %s: its final write failed", self.log.pk)
+        try:
+            request_observe(log=self.log, route=self.route_slug, context=self.request.context)
+        except Exception:
+            # Monitoring never costs a person their answer.
+            logger.exception("request %s: its metrics were not recorded", self.log.pk)
 
     async def _alert(self, kind: AlertKind, detail: str = "") -> Alert:
         """Record the alert and queue its task (one trip to a thread, a few ms): the worker

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from rest_framework import serializers
 
+from config.request_context import RequestContext
 from config.selectors import ConfigSnapshot
 from requestlogs.models import Channel
 from routing.router import AUTO
@@ -30,6 +31,8 @@ class RequestInput:
     config: ConfigSnapshot
     catalog: RouteCatalog
     started: float = field(default_factory=time.perf_counter)
+    context: RequestContext = field(default_factory=RequestContext)
+    """The HTTP request's id and log line: the row takes its id."""
 
 
 class TextField(serializers.CharField):
@@ -101,6 +104,7 @@ def request_validate(
     catalog: RouteCatalog,
     channel: str = Channel.API,
     started: float | None = None,
+    context: RequestContext | None = None,
 ) -> RequestInput:
     """The accepted request, or ``ValidationError`` with a message per field. ``started``:
     when the request arrived (its timings count from there)."""
@@ -116,4 +120,5 @@ def request_validate(
         config=config,
         catalog=catalog,
         started=time.perf_counter() if started is None else started,
+        context=RequestContext() if context is None else context,
     )

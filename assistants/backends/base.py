@@ -46,9 +46,12 @@ class FailureKind(StrEnum):
 
 
 class AssistantError(Exception):
-    def __init__(self, kind: FailureKind, message: str) -> None:
+    def __init__(self, kind: FailureKind, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        # A finer name for the metrics (``upstream`` is a 5xx, a dropped connection or a
+        # malformed stream); the kind where there is nothing finer to say.
+        self.reason = reason or kind.value
 
     @property
     def retryable(self) -> bool:

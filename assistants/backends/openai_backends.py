@@ -29,7 +29,9 @@ def status_failure(status: int) -> AssistantError:
     if status == 429:
         return AssistantError(FailureKind.RATE_LIMITED, "the model is rate-limited (429)")
     if status >= 500:
-        return AssistantError(FailureKind.UPSTREAM, f"the model failed ({status})")
+        return AssistantError(
+            FailureKind.UPSTREAM, f"the model failed ({status})", reason="server_error"
+        )
     return AssistantError(FailureKind.REJECTED, f"the model refused the call ({status})")
 
 
@@ -42,7 +44,9 @@ def translate_upstream_error(exc: Exception) -> AssistantError:
     if isinstance(exc, TimeoutError):
         return AssistantError(FailureKind.TIMEOUT, "the model did not answer in time")
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return AssistantError(FailureKind.UPSTREAM, "lost the connection to the model")
+        return AssistantError(
+            FailureKind.UPSTREAM, "lost the connection to the model", reason="disconnect"
+        )
     raise exc
 
 
