@@ -25,10 +25,6 @@ CLASSIFIER_EMERGENCY_MIN = 0.9
 # camera or an alarm shows) sat at 0.33-0.9 on the held-out set; non-emergencies mostly
 # below 0.2 (README, "Routing safety").
 POSSIBLE_EMERGENCY_MIN = 0.3
-# An emergency keyword matched but the classifier gives Emergency less than this: a past
-# or resolved incident ("refund for last week's power cut"), a test or a wording request.
-# Every real emergency the rules caught in both evaluation sets scored 0.43 or more.
-RULES_DOUBT_MAX = 0.15
 
 
 class HybridStrategy(RoutingStrategy):
@@ -77,32 +73,27 @@ class HybridStrategy(RoutingStrategy):
         self, text: str, catalog: RouteCatalog, config: ConfigSnapshot
     ) -> tuple[RouteDecision | None, RouteDecision | None]:
         """The decision when the rules or a confident classifier settle it, and the
-        classifier's guess either way (flagged ``possible_emergency`` when doubted)."""
+        classifier's guess either way (flagged ``possible_emergency`` when Emergency was a
+        real possibility it did not pick: the configured EmergencyPolicy applies)."""
+        # Recall first: an emergency keyword always wins, whatever the classifier thinks.
         emergency = emergency_match(text, catalog)
-        policy = config.emergency_policy
+        if emergency is not None:
+            return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
         probs = self.local.route_probabilities(text, catalog)
         if not probs:
-            if emergency is not None:
-                return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
             return None, None
+        policy = config.emergency_policy
         chance, likeliest = _emergency_chance(probs, catalog)
         best = max(probs, key=probs.__getitem__)
-        if emergency is not None:
-            if chance >= RULES_DOUBT_MAX or policy == EmergencyPolicy.EMERGENCY:
-                return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
-            doubted = True
-        else:
-            if best == likeliest and chance >= CLASSIFIER_EMERGENCY_MIN:
-                decision = RouteDecision(
-                    route=catalog.by_slug[best], confidence=chance, source="local"
-                )
-                return decision, decision
-            doubted = chance >= POSSIBLE_EMERGENCY_MIN
-            if doubted and policy == EmergencyPolicy.EMERGENCY and likeliest is not None:
-                decision = RouteDecision(
-                    route=catalog.by_slug[likeliest], confidence=chance, source="local"
-                )
-                return decision, decision
+        if likeliest is not None and (
+            (best == likeliest and chance >= CLASSIFIER_EMERGENCY_MIN)
+            or (chance >= POSSIBLE_EMERGENCY_MIN and policy == EmergencyPolicy.EMERGENCY)
+        ):
+            decision = RouteDecision(
+                route=catalog.by_slug[likeliest], confidence=chance, source="local"
+            )
+            return decision, decision
+        doubted = chance >= POSSIBLE_EMERGENCY_MIN
         local = self._local(probs, catalog, doubted=doubted)
         if local is None:
             return None, None
