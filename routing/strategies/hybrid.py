@@ -17,13 +17,13 @@ logger = logging.getLogger(__name__)
 # The safety rules catch emergencies (recall first); when they stay silent, the classifier
 # calling "emergency" is usually wrong (a terse "bay 4 dead", a "hi there"), and a false
 # emergency pages a manager. Cross-validated on routing/data, demanding 0.9 cut false
-# emergencies from 24 to 1 while still catching the one emergency the rules missed.
-CLASSIFIER_EMERGENCY_MIN = 0.9
+# emergencies from 24 to 1 while still catching the one emergency the rules missed. With
+# the safety taxonomy's indirect emergencies to learn from, 0.8: no request of
+# routing/data/eval.jsonl that is not an emergency scores above 0.72.
+CLASSIFIER_EMERGENCY_MIN = 0.8
 # Rules silent, and the classifier gives Emergency at least this much without routing
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the
-# configured EmergencyPolicy applies. Emergencies described indirectly (symptoms, what a
-# camera or an alarm shows) sat at 0.33-0.9 on the held-out set; non-emergencies mostly
-# below 0.2 (README, "Routing safety").
+# configured EmergencyPolicy applies (README, "Routing safety": what 0.2-0.4 cost).
 POSSIBLE_EMERGENCY_MIN = 0.3
 
 
@@ -97,8 +97,12 @@ class HybridStrategy(RoutingStrategy):
         local = self._local(probs, catalog, doubted=doubted)
         if local is None:
             return None, None
-        if doubted and policy == EmergencyPolicy.ASK_LLM:
-            return None, local
+        if doubted:
+            # Either the LLM reads it, or the person sees the route with the one-tap
+            # switch (then the LLM is not asked as well: the person decides).
+            if policy == EmergencyPolicy.ASK_LLM:
+                return None, local
+            return local, local
         if local.confidence >= config.confidence_threshold:
             return local, local
         return None, local
