@@ -243,13 +243,15 @@ class Command(BaseCommand):
         if show_errors:
             w("")
             w("misrouted (! = flagged possible emergency, ? = the LLM would be asked):")
-            for r in results:
-                if r.expected != r.got:
-                    mark = ("!" if r.possible_emergency else " ") + ("?" if r.llm_asked else " ")
-                    category = f" [{r.category}]" if r.category else ""
+            for res in results:
+                if res.expected != res.got:
+                    mark = ("!" if res.possible_emergency else " ") + (
+                        "?" if res.llm_asked else " "
+                    )
+                    category = f" [{res.category}]" if res.category else ""
                     w(
-                        f"  {r.expected:>9} -> {r.got:<9} {r.confidence:.2f} {r.source:<7}"
-                        f"{mark} {r.text}{category}"
+                        f"  {res.expected:>9} -> {res.got:<9} {res.confidence:.2f} "
+                        f"{res.source:<7}{mark} {res.text}{category}"
                     )
 
 
