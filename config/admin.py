@@ -21,6 +21,7 @@ class SystemConfigForm(forms.ModelForm):
             "confidence_threshold",
             "llm_routing_enabled",
             "llm_routing_model",
+            "emergency_policy",
             "default_route_slug",
             "default_assistant_model",
             "assistant_timeout_s",
@@ -68,6 +69,7 @@ class SystemConfigAdmin(admin.ModelAdmin):
                     "confidence_threshold",
                     "llm_routing_enabled",
                     "llm_routing_model",
+                    "emergency_policy",
                     "default_route_slug",
                 )
             },

@@ -22,6 +22,16 @@ class RoutingStrategy(models.TextChoices):
     LLM = "llm", "LLM router (the old way: one extra model call)"
 
 
+class EmergencyPolicy(models.TextChoices):
+    """What hybrid routing does when its classifier doubts the route it picked: a
+    meaningful probability of Emergency that did not win, or an emergency keyword the
+    classifier is sure is not one (see routing.strategies.hybrid)."""
+
+    SWITCH = "switch", "Route as decided and show a one-tap 'This is an emergency' switch"
+    ASK_LLM = "llm", "Ask the LLM router (when configured; otherwise show the switch)"
+    EMERGENCY = "emergency", "Route to Emergency"
+
+
 class SystemConfig(models.Model):
     """The single row of system-wide settings; read through ``system_config_get()``."""
 
@@ -42,6 +52,13 @@ class SystemConfig(models.Model):
         default=True, help_text="Allow the LLM router to be asked when other strategies are unsure."
     )
     llm_routing_model = models.CharField(max_length=100, default="gpt-4.1-mini")
+    emergency_policy = models.CharField(
+        max_length=16,
+        choices=EmergencyPolicy.choices,
+        default=EmergencyPolicy.SWITCH,
+        help_text="Hybrid routing, when a request might be an emergency but was not routed "
+        "to one: what to do about it.",
+    )
     default_route_slug = models.SlugField(
         max_length=50,
         default="brand",

@@ -14,7 +14,7 @@ from django.conf import settings
 from config.caching import SharedSnapshot
 from config.models import SystemConfig
 
-CONFIG_CACHE_KEY = "config:system:v2"
+CONFIG_CACHE_KEY = "config:system:v3"
 CONFIG_CACHE_TTL_S = 60
 
 
@@ -24,6 +24,7 @@ class ConfigSnapshot:
     confidence_threshold: float
     llm_routing_enabled: bool
     llm_routing_model: str
+    emergency_policy: str
     default_route_slug: str
     default_assistant_model: str
     assistant_timeout_s: float

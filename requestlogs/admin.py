@@ -161,6 +161,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         ("corrected_route", admin.RelatedOnlyFieldListFilter),
         "status",
         "routing_source",
+        "possible_emergency",
         "cached",
         FeedbackFilter,
         "escalated",
@@ -204,6 +205,7 @@ class RequestLogAdmin(admin.ModelAdmin):
                     "route",
                     "routing_source",
                     "confidence_pct",
+                    "possible_emergency",
                     "corrected_route",
                     "corrected_at",
                 )

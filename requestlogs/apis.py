@@ -76,6 +76,11 @@ ROUTING_INFO = inline_serializer(
     fields={
         "source": serializers.ChoiceField(choices=RoutingSource.choices, allow_null=True),
         "confidence": serializers.FloatField(allow_null=True),
+        "possible_emergency": serializers.BooleanField(
+            help_text="Routing doubted this request is not an emergency (it was not routed to "
+            "one): offer the person a one-tap switch, a re-submit of the same text with "
+            '`"route": "emergency"`.'
+        ),
     },
 )
 
@@ -143,7 +148,7 @@ SSE_DESCRIPTION = """\
 With `Accept: text/event-stream` the answer streams as server-sent events, each
 `event: <name>` plus one line `data: <json>`:
 
-* `route` — `{"id", "route": {"slug","name"}, "routing": {"source","confidence"},
+* `route` — `{"id", "route": {"slug","name"}, "routing": {"source","confidence","possible_emergency"},
   "timings_ms": {"routing"}}` as soon as the route is chosen;
 * `delta` — `{"text"}` for each piece of the answer as it arrives;
 * `done` — the full request object (as in the JSON response), or

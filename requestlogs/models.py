@@ -74,6 +74,11 @@ class RequestLog(models.Model):
     )
     routing_source = models.CharField(max_length=8, choices=RoutingSource.choices, blank=True)
     confidence = models.FloatField(null=True, blank=True)
+    possible_emergency = models.BooleanField(
+        default=False,
+        help_text="Routing doubted it was not an emergency: the person was offered a one-tap "
+        "switch to Emergency (System configuration, emergency policy).",
+    )
     status = models.CharField(
         max_length=10, choices=RequestStatus.choices, default=RequestStatus.RECEIVED
     )

@@ -222,6 +222,7 @@ class RequestRun:
             route_id=route.id,
             routing_source=decision.source,
             confidence=round(decision.confidence, 4),
+            possible_emergency=decision.possible_emergency,
             routing_ms=round(decision.elapsed_ms, 3),
             upstream_calls=decision.upstream_calls,
         )

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 
 # What a request learns, written by its final UPDATE.
 FINAL_COLUMNS = (
-    *("route", "routing_source", "confidence", "status", "answer", "error", "backend"),
+    *("route", "routing_source", "confidence", "possible_emergency", "status", "answer"),
+    *("error", "backend"),
     *("model", "tokens_in", "tokens_out", "upstream_calls", "cached", "routing_ms"),
     *("ttft_ms", "assistant_ms", "total_ms", "finished_at"),
 )

@@ -63,6 +63,7 @@ def request_log_payload(
         "routing": {
             "source": log.routing_source or None,
             "confidence": None if log.confidence is None else round(log.confidence, 3),
+            "possible_emergency": log.possible_emergency,
         },
         "answer": log.answer,
         "cached": log.cached,

@@ -64,7 +64,11 @@ def _frame(event: PipelineEvent) -> bytes:
             {
                 "id": str(event.log.pk),
                 "route": {"slug": decision.route.slug, "name": decision.route.name},
-                "routing": {"source": decision.source, "confidence": round(decision.confidence, 3)},
+                "routing": {
+                    "source": decision.source,
+                    "confidence": round(decision.confidence, 3),
+                    "possible_emergency": decision.possible_emergency,
+                },
                 "timings_ms": {"routing": round(decision.elapsed_ms, 1)},
             },
         )

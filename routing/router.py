@@ -98,4 +98,5 @@ def _finish(
         elapsed_ms=(time.perf_counter() - started) * 1000,
         upstream_calls=upstream_calls + decision.upstream_calls,
         note=decision.note or note,
+        possible_emergency=decision.possible_emergency,
     )

@@ -17,6 +17,9 @@ class RouteDecision:
     elapsed_ms: float = 0.0
     upstream_calls: int = 0
     note: str = ""
+    # Hybrid routing doubted this non-emergency decision: the person is offered a one-tap
+    # switch to Emergency (config EmergencyPolicy).
+    possible_emergency: bool = False
 
 
 class RoutingError(Exception):

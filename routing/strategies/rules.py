@@ -129,6 +129,69 @@ IDIOMS: tuple[str, ...] = (
     "hurt business", "hurt sales", "family emergency", "personal emergency",
     "emergency at home", "emergency contact", "cut short", "got cut short", "cut out",
     "cuts out", "cutting out", "burnt out", "burned out", "burns out",
+    # Emergency as a business adjective, and show effects and marketing heat.
+    "emergency booking", "emergency bookings", "emergency refund", "emergency meeting",
+    "emergency shift", "emergency cover", "emergency order", "emergency restock",
+    "emergency alert banner", "smoke machine", "fog machine", "smoke effect", "fire emoji",
+    "fire emojis", "smoking hot", "blazing hot",
+    # Golf and questions about safety rather than an incident.
+    "water hazard", "water hazards", "hurting his score", "hurting her score",
+    "hurting my score", "hurting their score", "hurt his score", "hurt my score", "snow melted",
+    "ice melted", "say about injuries", "whether we have an aed", "have an aed on site",
+)
+
+# A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
+# inspection") is not an incident: a match with one of these words right after it (or
+# "test"/"testing" right before it) is ignored.
+_ROUTINE_CHECK = frozenset(
+    {
+        "test", "tests", "tested", "testing", "inspection", "inspections", "inspector", "drill",
+        "drills", "certification", "recertification", "maintenance",
+    }
+)
+_ROUTINE_AFTER = 2
+
+# Emergencies happen right now. A match with a day or more ago beside it in its clause
+# ("refund for last week's power cut", "the fight back in june") is history; so is one
+# with "last night" / "this morning" when the text says it is over ("after the flood last
+# night (cleanup done)"). "Someone broke in last night" alone stays an emergency: it is
+# being discovered now.
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_MONTHS = (
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december",
+)
+_LONG_AGO = frozenset(
+    {
+        ("last", "week"), ("last", "weeks"), ("last", "month"), ("last", "months"),
+        ("last", "weekend"), ("last", "weekends"), ("last", "year"), ("last", "years"),
+        ("last", "season"), ("last", "time"), ("yesterday",), ("yesterdays",), ("days", "ago"),
+        ("weeks", "ago"), ("months", "ago"), ("years", "ago"), ("week", "ago"),
+        ("month", "ago"), ("year", "ago"),
+        *(("last", day) for day in _WEEKDAYS), *(("last", f"{day}s") for day in _WEEKDAYS),
+        *(("back", "in", month) for month in _MONTHS),
+    }
+)
+_RECENTLY = frozenset(
+    {("last", "night"), ("last", "nights"), ("this", "morning"), ("earlier", "today")}
+)
+_OVER = (
+    ("fixed", "since"), ("since", "fixed"), ("all", "handled"), ("been", "handled"),
+    ("all", "good", "now"), ("fine", "now"), ("totally", "fine"), ("back", "since"),
+    ("been", "back"), ("back", "open"), ("cleanup", "done"), ("cleaned", "up"),
+    ("repaired",), ("repairs",), ("resolved",), ("insurance", "done"),
+)
+_PAST_WINDOW = 5
+
+# Asking for words anywhere in the text ("... can you punch it up", "help me reply"), not
+# only at its start: BrandTone's job, as the opening wording verbs above.
+_WORDING_PHRASES = (
+    ("punch", "it", "up"), ("help", "me", "reply"), ("help", "me", "respond"),
+    ("help", "me", "word"), ("how", "should", "we", "answer"), ("how", "should", "we", "reply"),
+    ("how", "should", "we", "respond"), ("how", "should", "i", "answer"),
+    ("how", "should", "i", "reply"), ("how", "should", "i", "respond"), ("on", "brand"),
+    ("banner", "text"), ("reminder", "post"), ("announcement", "that"), ("halloween", "copy"),
+    ("caption", "for"),
 )
 
 # Requests for *wording* about an incident ("write an apology for last night's power
@@ -486,11 +549,49 @@ def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> b
     return False
 
 
+def _has(words: list[str], phrase: tuple[str, ...], lo: int = 0, hi: int | None = None) -> bool:
+    """``phrase`` (exact words, in a row) somewhere in ``words[lo:hi]``."""
+    hi = len(words) if hi is None else hi
+    n = len(phrase)
+    return any(tuple(words[i : i + n]) == phrase for i in range(max(lo, 0), hi - n + 1))
+
+
+def _routine_check(text: _Text, start: int, end: int) -> bool:
+    """A test or inspection of the thing matched ("fire alarm test", "testing the sprinklers")."""
+    words, clause = text.words, text.clauses[start]
+    after = [
+        w for i, w in enumerate(words[end : end + _ROUTINE_AFTER], end) if text.clauses[i] == clause
+    ]
+    before = words[max(start - 2, 0) : start]
+    return any(w in _ROUTINE_CHECK for w in after) or any(
+        w in {"test", "testing", "inspect", "inspecting"} for w in before
+    )
+
+
+def _in_the_past(text: _Text, start: int, end: int) -> bool:
+    """The match is history: a day or more ago in its clause, or last night and over."""
+    words, clause = text.words, text.clauses[start]
+    lo, hi = start - _PAST_WINDOW, end + _PAST_WINDOW
+    while lo < start and (lo < 0 or text.clauses[lo] != clause):
+        lo += 1
+    while hi > end and (hi > len(words) or text.clauses[hi - 1] != clause):
+        hi -= 1
+    if any(_has(words, marker, lo, hi) for marker in _LONG_AGO):
+        return True
+    if any(_has(words, marker, lo, hi) for marker in _OVER):
+        return True  # "(police + insurance done)"
+    return any(_has(words, marker, lo, hi) for marker in _RECENTLY) and any(
+        _has(words, marker) for marker in _OVER
+    )
+
+
 def _is_wording_request(text: _Text) -> bool:
     """The text asks for words about something ("write an apology for the outage")."""
     words = text.words
     if "incident" in words or "incidents" in words:
         return False
+    if any(_has(words, phrase) for phrase in _WORDING_PHRASES):
+        return True
     for i, word in enumerate(words[:8]):
         if word in _POLITE:
             continue
@@ -531,6 +632,8 @@ def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[
                 if any(a <= i and end <= b for a, b in idioms):
                     continue
                 if _negated(text, i):
+                    continue
+                if _routine_check(text, i, end) or _in_the_past(text, i, end):
                     continue
                 if phrase.context and _in_context(text, i, end, phrase.context):
                     continue

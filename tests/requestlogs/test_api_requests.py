@@ -60,7 +60,11 @@ class TestCreate:
         assert response.status_code == 201
         body = response.json()
         assert body["route"] == {"slug": "booking", "name": routes["booking"].name}
-        assert body["routing"] == {"source": "manual", "confidence": 1.0}
+        assert body["routing"] == {
+            "source": "manual",
+            "confidence": 1.0,
+            "possible_emergency": False,
+        }
 
     def test_the_same_request_again_comes_from_the_response_cache(self, api_client, routes):
         system_config_update(response_cache_enabled=True)

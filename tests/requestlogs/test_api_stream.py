@@ -93,7 +93,11 @@ class TestStreamWithTheTestClient:
         route = events[0][1]
         assert set(route) == {"id", "route", "routing", "timings_ms"}
         assert route["route"] == {"slug": "tech", "name": routes["tech"].name}
-        assert route["routing"] == {"source": "manual", "confidence": 1.0}
+        assert route["routing"] == {
+            "source": "manual",
+            "confidence": 1.0,
+            "possible_emergency": False,
+        }
         assert set(route["timings_ms"]) == {"routing"}
 
         done = events[-1][1]

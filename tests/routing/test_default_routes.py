@@ -94,11 +94,16 @@ def test_the_emergency_vocabulary_is_extensive():
 
 
 @pytest.mark.django_db
-def test_utterances_come_from_the_training_set():
+def test_utterances_come_from_the_training_set_then_the_safety_taxonomy():
     train = _rows("train.jsonl")
+    taxonomy = json.loads((DATA / "safety_taxonomy.json").read_text())
     for slug in SLUGS:
         stored = Route.objects.get(slug=slug).utterance_list
         expected = [" ".join(r["text"].split()) for r in train if r["route"] == slug]
+        for category in taxonomy["categories"]:
+            if slug == taxonomy["route"]:
+                expected += category["utterances"]
+            expected += [n["text"] for n in category["near_misses"] if n["route"] == slug]
         assert stored == list(dict.fromkeys(expected))
 
 

@@ -1,7 +1,7 @@
 // ClubOS request desk: submit a request to the JSON API and show the streamed answer.
 //
 // POST /api/v1/requests/ with Accept: text/event-stream answers with server-sent events:
-//   route  {id, route: {slug, name}, routing: {source, confidence}, timings_ms: {routing}}
+//   route  {id, route: {slug, name}, routing: {source, confidence, possible_emergency}, timings_ms: {routing}}
 //   delta  {text}                      (appended to the answer)
 //   done   the full request object     (or `error`: the same object plus "error")
 // EventSource cannot POST, so the stream is read with fetch + a reader and parsed here.
@@ -508,6 +508,7 @@ class Console {
     this.result.classList.remove("result--emergency", "result--done");
     this.result.classList.add("result--working");
     this.banner.hidden = true;
+    offerEmergencySwitch(this, null, false);
     this.showAlerts([]);
     this.badge.className = "badge badge--route badge--pending";
     this.badge.textContent = "Choosing route…";
@@ -567,6 +568,7 @@ class Console {
     if (confidence && routing?.source !== "manual") how.push(`${confidence} confidence`);
     if (routing?.source) how.push(SOURCE_LABELS[routing.source] || routing.source);
     this.how.textContent = how.join(" · ");
+    offerEmergencySwitch(this, routing, emergency);
     this.banner.hidden = !emergency;
     this.result.classList.toggle("result--emergency", emergency);
     if (emergency) this.revealResult();
@@ -946,6 +948,31 @@ const dayTimeFormat = new Intl.DateTimeFormat(undefined, {
   minute: "2-digit",
 });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
+
+// The one-tap switch: routing doubted a request it did not send to Emergency
+// (routing.possible_emergency), so the person can send the same text again as an
+// emergency (which alerts the manager) without retyping or choosing the route.
+function offerEmergencySwitch(desk, routing, emergency) {
+  const box = $("#possible-emergency");
+  const button = $("#emergency-switch");
+  if (!box || !button) return;
+  const slug = [...desk.routes.values()].find((route) => route.emergency)?.slug;
+  box.hidden = !(routing?.possible_emergency && !emergency && slug);
+  if (box.hidden || button.dataset.bound) return;
+  button.dataset.bound = "1";
+  button.addEventListener("click", () => {
+    const sent = desk.current;
+    if (!sent || desk.busy) return;
+    const chosen = desk.route.value;
+    desk.text.value = sent.text;
+    desk.location.value = sent.location || "";
+    desk.route.value = [...desk.routes.values()].find((route) => route.emergency)?.slug;
+    // submit() reads the form before its first await: the person's own choice of route
+    // is back in the box at once.
+    desk.submit();
+    desk.route.value = chosen;
+  });
+}
 
 function formatTime(node) {
   const date = new Date(node.dateTime || node.getAttribute("datetime"));

@@ -1,0 +1,272 @@
+"""Routing safety: the written taxonomy, the held-out set, and hybrid's emergency policy."""
+
+import dataclasses
+import importlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.apps import apps as django_apps
+from django.core.management import call_command
+
+from config.models import EmergencyPolicy
+from config.selectors import system_config_get
+from config.services import system_config_update
+from routing.models import Route
+from routing.router import route_decide
+from routing.selectors import route_catalog_get
+from routing.strategies.hybrid import CLASSIFIER_EMERGENCY_MIN, POSSIBLE_EMERGENCY_MIN
+from routing.strategies.rules import emergency_match
+
+pytestmark = pytest.mark.django_db
+
+DATA = Path(__file__).resolve().parents[2] / "routing" / "data"
+TAXONOMY = json.loads((DATA / "safety_taxonomy.json").read_text())
+# The Emergency scope of DESIGN.md, one category per line, plus the issue's building hazards.
+CATEGORIES = [
+    "injury",
+    "medical",
+    "fire_smoke_gas",
+    "flooding_leaks",
+    "power_electrical",
+    "break_in_intruder",
+    "aggressive_threatening",
+    "blocked_exits_hazards",
+]
+# Not an emergency the rules know, but one the classifier gives a real chance (0.56 with
+# the shipped data): described, not named.
+DOUBTED = "the camera in the lounge shows a man behind the bar"
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.casefold().replace("'", "")))
+
+
+def decide(text: str, **config_changes):
+    config = dataclasses.replace(system_config_get(), routing_strategy="hybrid", **config_changes)
+    return async_to_sync(route_decide)(
+        text=text, requested="auto", catalog=route_catalog_get(), config=config
+    )
+
+
+# --------------------------------------------------------------------------- the taxonomy
+
+
+def test_the_taxonomy_has_every_safety_category_with_enough_varied_examples():
+    categories = {c["slug"]: c for c in TAXONOMY["categories"]}
+    assert list(categories) == CATEGORIES
+    for slug, category in categories.items():
+        utterances = category["utterances"]
+        assert len(utterances) >= 25, slug
+        assert len({u.casefold() for u in utterances}) == len(utterances), slug
+        assert category["keywords"], slug
+        assert len(category["near_misses"]) >= 5, slug
+        assert {n["route"] for n in category["near_misses"]} <= {"booking", "tech", "brand"}
+    everything = [u for c in categories.values() for u in c["utterances"]]
+    # Shouted, misspelt and indirect wording is there, not only textbook sentences.
+    assert sum(u.isupper() for u in everything) >= len(CATEGORIES)
+    assert any("camera" in u for u in everything) and any("alarm" in u for u in everything)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "guy gashed his shin on the frame",  # injury
+        "older man is wheezing and clammy",  # medical
+        "the outlet is charred and smouldering",  # fire
+        "the ceiling is dripping into bay 4",  # flooding
+        "lights out, everything went dark, customers inside",  # power
+        "monitoring says motion detected in the office",  # break-in
+        "a man is threatening the attendant and won't calm down",  # aggression
+        "boxes stacked in front of the exit again",  # blocked exit
+        "he's WHEEZING and his lips are turning blue",
+        "staff got zapped touching the kiosk",
+        "someone is prowling round the car park trying door handles",
+    ],
+)
+def test_the_safety_keywords_hold_across_word_forms(text):
+    assert emergency_match(text, route_catalog_get()) is not None
+
+
+@pytest.mark.parametrize(
+    "near_miss",
+    [n for c in TAXONOMY["categories"] for n in c["near_misses"]],
+    ids=lambda n: n["text"][:40],
+)
+def test_a_near_miss_stays_on_its_route(near_miss):
+    decision = decide(near_miss["text"])
+    assert decision.route.slug == near_miss["route"]
+    assert emergency_match(near_miss["text"], route_catalog_get()) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "refund for the session the power cut ended last week",
+        "after the fight back in june he's banned, block his online account",
+        "fire alarm test on thursday, reminder for staff",
+        "landlord booked the sprinkler inspection for friday morning",
+        "keyboard got wet in the leak last night (fixed since), order a new one",
+        "halloween copy: screams guaranteed, can you punch it up",
+    ],
+)
+def test_history_checks_and_wording_are_not_emergencies(text):
+    assert emergency_match(text, route_catalog_get()) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "someone broke in last night, the back door is smashed",
+        "the fire alarm is going off and there's smoke in the hall",
+        "after the power went out a customer fell down the stairs",
+        "a customer cut his hand last night and it's bleeding again now",
+    ],
+)
+def test_an_incident_happening_now_still_forces_emergency(text):
+    assert emergency_match(text, route_catalog_get()) is not None
+
+
+def test_the_taxonomy_merge_is_idempotent_and_keeps_admin_edits():
+    migration = importlib.import_module("routing.migrations.0003_safety_taxonomy")
+    emergency = Route.objects.get(slug="emergency")
+    emergency.keywords += "\nadmin's own phrase"
+    emergency.save()
+    before = {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()}
+
+    migration.merge_safety_taxonomy(django_apps, None)
+
+    after = {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()}
+    assert after == before
+    assert "admin's own phrase" in Route.objects.get(slug="emergency").keyword_list
+
+
+# --------------------------------------------------------------------------- the data sets
+
+
+def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_line():
+    taxonomy = [u for c in TAXONOMY["categories"] for u in c["utterances"]] + [
+        n["text"] for c in TAXONOMY["categories"] for n in c["near_misses"]
+    ]
+    trained = [_words(t) for t in taxonomy]
+    close = []
+    for name in ("eval.jsonl", "eval_heldout.jsonl"):
+        for row in _rows(name):
+            words = _words(row["text"])
+            if any(len(words & t) / len(words | t) >= 0.75 for t in trained):
+                close.append(row["text"])
+    assert close == []
+
+
+def test_the_held_out_set_is_big_labelled_and_categorised():
+    rows = _rows("eval_heldout.jsonl")
+    assert len(rows) >= 150
+    assert {r["route"] for r in rows} == {"emergency", "booking", "tech", "brand"}
+    assert all(r.get("category") for r in rows)
+    assert sum(r["route"] == "emergency" for r in rows) >= len(CATEGORIES) * 5
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def test_a_doubted_request_keeps_its_route_with_the_switch_and_no_llm_call(openai_upstream):
+    decision = decide(DOUBTED, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert not decision.route.is_emergency
+    assert decision.possible_emergency is True
+    # Emergency was a real possibility: no other route is reported as a sure thing.
+    assert decision.confidence <= 1 - POSSIBLE_EMERGENCY_MIN
+    assert decision.source == "local"
+    assert openai_upstream.calls == []
+
+
+def test_a_doubted_request_is_asked_of_the_llm_under_the_llm_policy(openai_upstream):
+    openai_upstream.configure(route_answer="emergency", route_confidence=0.9)
+
+    decision = decide(DOUBTED, emergency_policy=EmergencyPolicy.ASK_LLM)
+
+    assert decision.source == "llm"
+    assert decision.route.slug == "emergency"
+    assert decision.possible_emergency is False
+    assert len(openai_upstream.calls) == 1
+
+
+def test_the_llm_policy_without_an_llm_falls_back_to_the_switch():
+    decision = decide(DOUBTED, emergency_policy=EmergencyPolicy.ASK_LLM)
+    assert decision.possible_emergency is True
+    assert not decision.route.is_emergency
+
+
+def test_a_doubted_request_goes_to_emergency_under_the_emergency_policy():
+    decision = decide(DOUBTED, emergency_policy=EmergencyPolicy.EMERGENCY)
+    assert decision.route.slug == "emergency"
+    assert decision.possible_emergency is False
+    assert POSSIBLE_EMERGENCY_MIN <= decision.confidence < CLASSIFIER_EMERGENCY_MIN
+
+
+@pytest.mark.parametrize("policy", list(EmergencyPolicy))
+def test_clear_requests_are_not_doubted_under_any_policy(policy):
+    tech = decide("TrackMan frozen in bay 3", emergency_policy=policy)
+    assert (tech.route.slug, tech.possible_emergency) == ("tech", False)
+    fire = decide("smoke pouring out of the projector", emergency_policy=policy)
+    assert (fire.route.slug, fire.source, fire.possible_emergency) == ("emergency", "rules", False)
+
+
+def test_the_policy_is_a_system_setting_the_admin_chooses():
+    assert system_config_get().emergency_policy == EmergencyPolicy.SWITCH
+    system_config_update(emergency_policy=EmergencyPolicy.ASK_LLM)
+    assert system_config_get().emergency_policy == EmergencyPolicy.ASK_LLM
+
+
+# --------------------------------------------------------------------------- measuring it
+
+
+def test_evaluate_router_reports_safety_figures_per_category(tmp_path):
+    path = tmp_path / "set.jsonl"
+    lines = [
+        {"text": "smoke pouring out of the projector", "route": "emergency", "category": "fire"},
+        {"text": DOUBTED, "route": "emergency", "category": "break_in"},
+        {"text": "TrackMan frozen in bay 3", "route": "tech", "category": "tech"},
+        {"text": "reminder: fire drill next tuesday", "route": "brand", "category": "near_miss"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = io.StringIO()
+
+    call_command(
+        "evaluate_router", str(path), "--policy", "switch", "--json", "--show-errors", stdout=out
+    )
+
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["emergency_recall"] == 0.5
+    assert report["emergency_recall_with_switch"] == 1.0
+    assert report["false_emergencies"] == 0.0
+    assert report["possible_emergency_share"] == 0.25
+    assert report["llm_share"] == 0.0
+    assert report["per_category"]["break_in"]["emergency_recall"] == 0.0
+    assert report["per_category"]["fire"]["emergency_recall"] == 1.0
+    assert report["per_category"]["near_miss"]["false_emergency_count"] == 0
+    text = out.getvalue()
+    assert "emergency recall: 50.0%" in text and "category" in text
+    assert "emergency -> tech      " in text and "!" in text
+
+    ask = io.StringIO()
+    call_command("evaluate_router", str(path), "--policy", "llm", "--json", stdout=ask)
+    asked = json.loads(ask.getvalue().strip().splitlines()[-1])
+    assert asked["llm_share"] == 0.25 and asked["emergency_recall_if_llm_right"] == 1.0
+
+
+def test_evaluate_router_still_reads_files_without_categories(tmp_path):
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps({"text": "TrackMan frozen in bay 3", "route": "tech"}) + "\n")
+    out = io.StringIO()
+    call_command("evaluate_router", str(path), "--json", stdout=out)
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["accuracy"] == 1.0 and report["per_category"] == {}
+    assert report["emergency_recall"] is None and report["false_emergencies"] == 0.0
