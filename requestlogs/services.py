@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.audit import AUDIT_SYSTEM
 from config.llm import DEFAULT_TIMEOUT_S as LLM_ROUTER_TIMEOUT_S
 from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Alert, AlertKind, AlertState, RequestLog, RequestStatus
@@ -198,7 +200,13 @@ def request_escalate(*, log: RequestLog, note: str = "") -> RequestLog:
 
 
 @transaction.atomic
-def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
+def request_log_relabel(
+    *,
+    log: RequestLog,
+    route: Route,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+    via: str = AUDIT_SYSTEM,
+) -> bool:
     """Record the route a request should have gone to and teach the router with its text.
 
     Returns whether the text was new to that route's examples. The router retrains on
@@ -207,7 +215,7 @@ def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
     log.corrected_route = route
     log.corrected_at = timezone.now()
     log.save(update_fields=["corrected_route", "corrected_at"])
-    return route_utterance_add(route=route, text=log.text)
+    return route_utterance_add(route=route, text=log.text, actor=actor, via=via)
 
 
 # --- Sweeps (the task worker runs them every TASKS_SWEEP_INTERVAL_S) --------------------

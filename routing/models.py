@@ -1,6 +1,8 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from config.audit import AuditedHistoricalRecords
+
 
 class AssistantBackendName(models.TextChoices):
     DEFAULT = "", "Default (from the environment)"
@@ -58,6 +60,9 @@ class Route(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Who changed what, old -> new (config.audit); updated_at only repeats each record's date.
+    history = AuditedHistoricalRecords(excluded_fields=["updated_at"])
+
     class Meta:
         ordering = ["priority", "slug"]
 
@@ -84,6 +89,8 @@ class KnowledgeEntry(models.Model):
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    history = AuditedHistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["route", "title"]
