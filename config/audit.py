@@ -69,9 +69,7 @@ class AuditedHistoricalRecords(HistoricalRecords):
         fields: dict[str, models.Field[Any, Any]] = super().copy_fields(model)
         for name in self.masked_fields:
             original = fields[name]
-            masked = MaskedSecretField(
-                original.verbose_name, max_length=200, blank=True, editable=False
-            )
+            masked = MaskedSecretField(original.verbose_name, max_length=200, blank=True)
             masked.name = name
             fields[name] = masked
         return fields

@@ -71,6 +71,8 @@ class RouteAdmin(HistoryShownAdmin):
     )
     inlines = (KnowledgeEntryInline,)
     actions = ("enable_routes", "disable_routes")
+    # The history's diff leaves out fields the form cannot edit; the version is one to see.
+    history_list_display = ["version"]
 
     @admin.display(description="model", ordering="model")
     def model_or_default(self, obj: Route) -> str:

@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('throttle_submit_rate', models.CharField(blank=True, help_text='Submits per user, e.g. 60/min. Empty: the server default (THROTTLE_SUBMIT_RATE).', max_length=20, validators=[django.core.validators.RegexValidator('^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$', 'A rate such as 60/min: a count, a slash, then s, min, hour or day.')])),
                 ('throttle_token_address_rate', models.CharField(blank=True, help_text='Token requests per client address, e.g. 10/min. Empty: the server default (THROTTLE_TOKEN_ADDRESS_RATE).', max_length=20, validators=[django.core.validators.RegexValidator('^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$', 'A rate such as 60/min: a count, a slash, then s, min, hour or day.')])),
                 ('throttle_token_username_rate', models.CharField(blank=True, help_text='Token requests per username, whatever the address, e.g. 5/min. Empty: the server default (THROTTLE_TOKEN_USERNAME_RATE).', max_length=20, validators=[django.core.validators.RegexValidator('^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$', 'A rate such as 60/min: a count, a slash, then s, min, hour or day.')])),
-                ('slack_webhook_url', config.audit.MaskedSecretField(blank=True, editable=False, max_length=200, verbose_name='slack webhook url')),
+                ('slack_webhook_url', config.audit.MaskedSecretField(blank=True, max_length=200, verbose_name='slack webhook url')),
                 ('history_id', models.AutoField(primary_key=True, serialize=False)),
                 ('history_date', models.DateTimeField(db_index=True)),
                 ('history_change_reason', models.CharField(max_length=100, null=True)),
