@@ -182,6 +182,19 @@ class TestTheWorkersScheduledRun:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_task_workers_sweep_runs_the_retention(settings):
+    from requestlogs.management.commands.tasks_worker import sweep
+
+    old, recent = _aged(40), _aged(29)
+    settings.REQUEST_LOG_RETENTION_DAYS = 30
+
+    sweep()
+
+    assert not RequestLog.objects.filter(pk=old[0].pk).exists()
+    assert RequestLog.objects.filter(pk=recent[0].pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_requests_are_written_while_a_purge_batch_holds_its_rows():
     if connection.vendor != "postgresql":
         pytest.skip("row locks and concurrent writers: PostgreSQL's")
