@@ -65,6 +65,13 @@ class AuditedHistoricalRecords(HistoricalRecords):
         super().__init__(*args, **kwargs)
         self.masked_fields = frozenset(masked_fields)
 
+    def get_change_reason_for_object(
+        self, instance: models.Model, history_type: str, using: str | None
+    ) -> str:
+        # A save that said nothing (a factory, a shell, get_or_create) was no person's.
+        reason = super().get_change_reason_for_object(instance, history_type, using)
+        return str(reason) if reason else AUDIT_SYSTEM
+
     def copy_fields(self, model: type[models.Model]) -> dict[str, models.Field[Any, Any]]:
         fields: dict[str, models.Field[Any, Any]] = super().copy_fields(model)
         for name in self.masked_fields:

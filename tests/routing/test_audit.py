@@ -108,6 +108,8 @@ def test_a_change_made_by_code_is_marked_as_the_systems(operator):
 
     record = route.history.latest()
     assert (record.history_user, record.history_change_reason) == (None, AUDIT_SYSTEM)
+    created = record.prev_record  # by the factory: no service, no actor
+    assert (created.history_type, created.history_change_reason) == ("+", AUDIT_SYSTEM)
     assert changes_of(record) == {
         "instructions": (RouteFactory.instructions, "Answer in two lines.")
     }
