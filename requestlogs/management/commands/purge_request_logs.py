@@ -9,7 +9,6 @@ Each batch is one short transaction; requests keep being accepted and answered m
 """
 
 import gzip
-import sys
 from argparse import ArgumentParser
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,7 +120,7 @@ class Command(BaseCommand):
                 f"batch {step.batches}: {step.requests:,}{share} request(s) and "
                 f"{step.alerts:,} alert(s) deleted, {step.requests_per_s:,.0f} requests/s"
             )
-            sys.stdout.flush()
+            self.stdout.flush()
 
         path = Path(options["archive"]) if options["archive"] else None
         with _archive_opened(path) as archive:
