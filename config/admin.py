@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from rest_framework.settings import api_settings
 
-from config.admin_history import HistoryShownAdmin
+from config.admin_history import ChangeLogAdmin, HistoryShownAdmin
 from config.audit import AUDIT_ADMIN
 from config.models import SystemConfig
 from config.selectors import system_config_load
@@ -157,3 +157,6 @@ class SystemConfigAdmin(HistoryShownAdmin):
         # The service validates, saves, records who changed what and drops the cached copy
         # every worker reads.
         system_config_update(config=obj, actor=request.user, via=AUDIT_ADMIN)
+
+
+admin.site.register(SystemConfig.history.model, ChangeLogAdmin)

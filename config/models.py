@@ -91,7 +91,10 @@ class SystemConfig(models.Model):
     # Who changed what, old -> new (config.audit). The webhook URL is a credential: its
     # history is masked. updated_at would only repeat each record's own date.
     history = AuditedHistoricalRecords(
-        excluded_fields=["updated_at"], masked_fields=["slack_webhook_url"]
+        verbose_name="system configuration change",
+        verbose_name_plural="system configuration changes",
+        excluded_fields=["updated_at"],
+        masked_fields=["slack_webhook_url"],
     )
 
     class Meta:

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
-from config.admin_history import HistoryShownAdmin
+from config.admin_history import ChangeLogAdmin, HistoryShownAdmin
 from config.audit import AUDIT_ADMIN
 from config.selectors import system_config_get
 from routing.models import KnowledgeEntry, Route
@@ -172,3 +172,7 @@ class KnowledgeEntryAdmin(HistoryShownAdmin):
         # One by one through the service, so every affected route's version moves.
         for entry in queryset.select_related("route"):
             knowledge_entry_delete(entry=entry, actor=request.user, via=AUDIT_ADMIN)
+
+
+admin.site.register(Route.history.model, ChangeLogAdmin)
+admin.site.register(KnowledgeEntry.history.model, ChangeLogAdmin)

@@ -61,7 +61,11 @@ class Route(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     # Who changed what, old -> new (config.audit); updated_at only repeats each record's date.
-    history = AuditedHistoricalRecords(excluded_fields=["updated_at"])
+    history = AuditedHistoricalRecords(
+        verbose_name="route change",
+        verbose_name_plural="route changes",
+        excluded_fields=["updated_at"],
+    )
 
     class Meta:
         ordering = ["priority", "slug"]
@@ -90,7 +94,11 @@ class KnowledgeEntry(models.Model):
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = AuditedHistoricalRecords(excluded_fields=["updated_at"])
+    history = AuditedHistoricalRecords(
+        verbose_name="knowledge entry change",
+        verbose_name_plural="knowledge entry changes",
+        excluded_fields=["updated_at"],
+    )
 
     class Meta:
         ordering = ["route", "title"]

@@ -129,6 +129,7 @@ def test_console_admin_and_api_docs_load_with_no_violation(staff_page):
     expect(page.locator("#change-history")).to_contain_text("CSP route, renamed")
     first = route.history.earliest().history_id
     assert staff_page.visit(f"/admin/routing/route/{route.pk}/history/{first}/") == []
+    assert staff_page.visit("/admin/routing/historicalroute/") == []
     assert staff_page.visit("/admin/auth/user/add/") == []
 
     assert staff_page.visit("/api/v1/docs/") == []

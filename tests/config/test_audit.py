@@ -176,3 +176,33 @@ def test_history_is_written_on_edits_only_and_warm_reads_stay_free(
         for _ in range(5):
             assert system_config_get().confidence_threshold == 0.8
     assert SystemConfig.history.count() == records
+
+
+def test_the_change_log_lists_who_changed_the_config_and_when(
+    client, operator, django_capture_on_commit_callbacks
+):
+    client.force_login(operator)
+    edit_in_admin(client, django_capture_on_commit_callbacks, assistant_retries="2")
+    system_config_update(assistant_timeout_s=20.0)
+    change_log = reverse("admin:config_historicalsystemconfig_changelist")
+
+    everything = client.get(change_log)
+    by_operator = client.get(change_log, {"history_user__id__exact": operator.pk})
+
+    assert everything.status_code == 200
+    reasons = [r.history_change_reason for r in everything.context["cl"].result_list]
+    assert reasons[:2] == [AUDIT_SYSTEM, AUDIT_ADMIN]
+    assert [r.history_user for r in by_operator.context["cl"].result_list] == [operator]
+    assert history_url() in everything.content.decode()
+    # A record, not a form: nothing in it can be added, changed or deleted.
+    record = SystemConfig.history.latest()
+    assert client.get(reverse("admin:config_historicalsystemconfig_add")).status_code == 403
+    delete = reverse("admin:config_historicalsystemconfig_delete", args=[record.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert SystemConfig.history.filter(pk=record.pk).exists()
+
+
+def test_support_staff_do_not_see_the_configs_change_log(client):
+    client.force_login(UserFactory(is_staff=True, groups=["support"]))
+
+    assert client.get(reverse("admin:config_historicalsystemconfig_changelist")).status_code == 403

@@ -173,3 +173,17 @@ def test_the_route_history_page_shows_each_change(
     page = response.content.decode()
     assert "jordan.ops" in page
     assert '<th scope="col">version</th>' in page
+
+
+def test_the_routes_change_log_lists_changes_across_routes(client, operator):
+    first, second = RouteFactory(), RouteFactory()
+    client.force_login(operator)
+    route_update(route=first, actor=operator, via=AUDIT_ADMIN, priority=5)
+    route_update(route=second, enabled=False)
+
+    response = client.get(reverse("admin:routing_historicalroute_changelist"), {"q": "jordan"})
+
+    assert response.status_code == 200
+    assert [(r.id, r.history_user) for r in response.context["cl"].result_list] == [
+        (first.pk, operator)
+    ]
