@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tasks_db",
+    # The audit trail of routes and the system configuration (config/audit.py).
+    "simple_history",
     "clubos",
     "accounts",
     "config",
@@ -372,6 +374,22 @@ SLACK_ALERT_RETRY_DELAYS_S = [
 # sweep queues an alert again once its try is this overdue.
 SLACK_ALERT_LEASE_S = env.float("SLACK_ALERT_LEASE_S", default=10.0)
 SLACK_ALERT_OVERDUE_S = env.float("SLACK_ALERT_OVERDUE_S", default=5.0)
+
+# --- Request log retention (requestlogs.services.request_logs_delete_older_than) ---
+# Requests older than this many days are deleted, with their alerts, by the task worker's
+# sweep and by `manage.py purge_request_logs`; 0 keeps every request (the default: deleting
+# history is the operator's choice).
+REQUEST_LOG_RETENTION_DAYS = env.float("REQUEST_LOG_RETENTION_DAYS", default=0.0)
+# How often the task worker runs it: one worker per interval, however many run (a lease in
+# the shared cache). A backlog is worked off a few seconds per sweep, never a long lock.
+REQUEST_LOG_RETENTION_INTERVAL_S = env.float("REQUEST_LOG_RETENTION_INTERVAL_S", default=3600.0)
+# Rows per batch: each batch is one short transaction.
+REQUEST_LOG_RETENTION_BATCH = env.int("REQUEST_LOG_RETENTION_BATCH", default=1000)
+
+# --- Config audit (config/audit.py, django-simple-history) ---
+# The history is a record, not an undo button: old versions are viewed, never saved back
+# (a masked secret would be written over the real one).
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 # --- Logging --------------------------------------------------------------------------
 # Each request ends with one JSON line on the `clubos.requests` logger (clubos/monitoring.py):

@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from rest_framework.settings import api_settings
 
+from config.admin_history import ChangeLogAdmin, HistoryShownAdmin
+from config.audit import AUDIT_ADMIN
 from config.models import SystemConfig
 from config.selectors import system_config_load
 from config.services import system_config_update
@@ -58,7 +60,7 @@ class SystemConfigForm(forms.ModelForm):
 
 
 @admin.register(SystemConfig)
-class SystemConfigAdmin(admin.ModelAdmin):
+class SystemConfigAdmin(HistoryShownAdmin):
     form = SystemConfigForm
     fieldsets = (
         (
@@ -154,5 +156,9 @@ class SystemConfigAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: SystemConfig, form: forms.ModelForm, change: bool
     ) -> None:
-        # The service validates, saves and drops the cached copy every worker reads.
-        system_config_update(config=obj)
+        # The service validates, saves, records who changed what and drops the cached copy
+        # every worker reads.
+        system_config_update(config=obj, actor=request.user, via=AUDIT_ADMIN)
+
+
+admin.site.register(SystemConfig.history.model, ChangeLogAdmin)

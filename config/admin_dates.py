@@ -12,14 +12,18 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db import DataError
+from django.db import DataError, transaction
 from django.http import HttpRequest
 
 
 class OutOfRangeDatesRefusedMixin(admin.ModelAdmin[Any]):
     def get_changelist_instance(self, request: HttpRequest) -> Any:
         try:
-            return super().get_changelist_instance(request)
+            # In a transaction of its own (a savepoint inside one already open): PostgreSQL
+            # refusing a value aborts the transaction it happened in, and the request's
+            # later queries (the session, the redirect) must still run.
+            with transaction.atomic():
+                return super().get_changelist_instance(request)
         except (OverflowError, DataError) as exc:
             # DataError: PostgreSQL refusing the value (an offset beyond 15:59, say).
             raise IncorrectLookupParameters(exc) from exc

@@ -1,6 +1,8 @@
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from config.audit import AuditedHistoricalRecords
+
 # DRF's rate syntax: a count per second, minute, hour or day ("60/min", "5/m", "1000/day").
 throttle_rate_validator = RegexValidator(
     r"^[1-9][0-9]{0,6}/(s|sec|second|m|min|minute|h|hour|d|day)$",
@@ -102,6 +104,15 @@ class SystemConfig(models.Model):
         "default (THROTTLE_TOKEN_USERNAME_RATE)."
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Who changed what, old -> new (config.audit). The webhook URL is a credential: its
+    # history is masked. updated_at would only repeat each record's own date.
+    history = AuditedHistoricalRecords(
+        verbose_name="system configuration change",
+        verbose_name_plural="system configuration changes",
+        excluded_fields=["updated_at"],
+        masked_fields=["slack_webhook_url"],
+    )
 
     class Meta:
         verbose_name = "system configuration"

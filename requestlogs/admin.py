@@ -17,12 +17,17 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from config.audit import AUDIT_ADMIN
 from requestlogs.models import Alert, AlertState, RequestLog
 from requestlogs.services import request_log_relabel
 from routing.models import Route
 from routing.services import route_utterance_add
 
 SHORT_TEXT_CHARS = 80
+
+# How a route's history names the admin's actions on logged requests that teach it examples.
+AUDIT_ADMIN_RELABEL = f"{AUDIT_ADMIN}: re-labelled request"
+AUDIT_ADMIN_EXAMPLES = f"{AUDIT_ADMIN}: request added to the examples"
 
 
 # Below this many rows an exact COUNT(*) is cheap, and the planner's estimate of a small or
@@ -330,7 +335,13 @@ class RequestLogAdmin(admin.ModelAdmin):
         form = RelabelForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             route = form.cleaned_data["route"]
-            added = sum(1 for log in queryset if request_log_relabel(log=log, route=route))
+            added = sum(
+                1
+                for log in queryset
+                if request_log_relabel(
+                    log=log, route=route, actor=request.user, via=AUDIT_ADMIN_RELABEL
+                )
+            )
             self.message_user(
                 request,
                 f"{queryset.count()} request(s) re-labelled as {route.name}; {added} new "
@@ -360,7 +371,9 @@ class RequestLogAdmin(admin.ModelAdmin):
         # becomes training data for the router.
         added = skipped = 0
         for log in queryset.select_related("route"):
-            if log.route is not None and route_utterance_add(route=log.route, text=log.text):
+            if log.route is not None and route_utterance_add(
+                route=log.route, text=log.text, actor=request.user, via=AUDIT_ADMIN_EXAMPLES
+            ):
                 added += 1
             else:
                 skipped += 1

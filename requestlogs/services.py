@@ -1,20 +1,30 @@
 """The request log's writes after a request's answer: feedback, escalation, re-labelling a
-misrouted request; its Slack alerts (queued as tasks, delivered with retries); and the
-sweeps that mark the rows a killed process left unfinished and re-queue its lost alerts.
+misrouted request; its Slack alerts (queued as tasks, delivered with retries); the
+sweeps that mark the rows a killed process left unfinished and re-queue its lost alerts;
+and retention, which deletes (and may archive) requests past a number of days.
 
 A request itself is accepted and answered by ``requestlogs.pipeline``.
 """
 
+import json
 import logging
-from collections.abc import Sequence
-from datetime import timedelta
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.audit import AUDIT_SYSTEM
 from config.llm import DEFAULT_TIMEOUT_S as LLM_ROUTER_TIMEOUT_S
 from config.selectors import ConfigSnapshot, system_config_get
 from requestlogs.models import Alert, AlertKind, AlertState, RequestLog, RequestStatus
@@ -198,7 +208,13 @@ def request_escalate(*, log: RequestLog, note: str = "") -> RequestLog:
 
 
 @transaction.atomic
-def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
+def request_log_relabel(
+    *,
+    log: RequestLog,
+    route: Route,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+    via: str = AUDIT_SYSTEM,
+) -> bool:
     """Record the route a request should have gone to and teach the router with its text.
 
     Returns whether the text was new to that route's examples. The router retrains on
@@ -207,7 +223,7 @@ def request_log_relabel(*, log: RequestLog, route: Route) -> bool:
     log.corrected_route = route
     log.corrected_at = timezone.now()
     log.save(update_fields=["corrected_route", "corrected_at"])
-    return route_utterance_add(route=route, text=log.text)
+    return route_utterance_add(route=route, text=log.text, actor=actor, via=via)
 
 
 # --- Sweeps (the task worker runs them every TASKS_SWEEP_INTERVAL_S) --------------------
@@ -231,3 +247,154 @@ def request_logs_mark_abandoned(*, older_than: timedelta | None = None) -> int:
     return RequestLog.objects.filter(status=RequestStatus.RECEIVED, created_at__lt=cutoff).update(
         status=RequestStatus.ABANDONED, error=ABANDONED_ERROR, finished_at=now
     )
+
+
+# --- Retention (the task worker's sweep, once an interval; `manage.py purge_request_logs`) --
+
+# Younger requests may still be running or about to get feedback: never deleted.
+RETENTION_MIN_DAYS = 1.0
+# The worker's scheduled run spends at most this long per sweep round (plus one batch), so
+# the other sweeps keep their 10 s rhythm while a backlog is worked off round by round.
+RETENTION_SWEEP_BUDGET_S = 5.0
+RETENTION_LEASE_KEY = "requestlogs:retention:lease"
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeProgress:
+    """Where a purge stands: after each batch, and at its end."""
+
+    cutoff: datetime
+    batches: int
+    requests: int  # deleted (or, in a dry run, that would be)
+    alerts: int
+    elapsed_s: float
+    finished: bool = False  # nothing older than the cutoff is left
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def _archive_write(archive: IO[str], pks: list[Any]) -> None:
+    # One JSON object per request, its alerts inside it: what was deleted, restorable.
+    alerts: defaultdict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for alert in Alert.objects.filter(request_id__in=pks).order_by("pk").values():
+        alerts[alert["request_id"]].append(dict(alert))
+    for row in RequestLog.objects.filter(pk__in=pks).order_by("created_at").values():
+        line = {**row, "alerts": alerts.get(row["id"], [])}
+        archive.write(json.dumps(line, cls=DjangoJSONEncoder) + "\n")
+    archive.flush()
+
+
+def request_logs_delete_older_than(
+    *,
+    days: float,
+    batch_size: int = 1000,
+    dry_run: bool = False,
+    archive: IO[str] | None = None,
+    max_seconds: float | None = None,
+    pause_s: float = 0.0,
+    progress: Callable[[PurgeProgress], None] | None = None,
+) -> PurgeProgress:
+    """Delete the requests older than ``days`` days, with their alerts, oldest first.
+
+    Each batch of ``batch_size`` rows is its own short transaction: its primary keys taken
+    from the ``created_at`` index with ``FOR UPDATE SKIP LOCKED`` (a row someone is writing
+    is left for the next run, never waited for), written to ``archive`` if given (JSON
+    lines, before the delete: a failed write deletes nothing), then deleted. Only those
+    rows are locked: requests being inserted and answered meanwhile never wait on a purge.
+    ``max_seconds`` stops after the batch that reaches it (``finished`` False: more is
+    left); ``pause_s`` sleeps between batches to spread the load. ``progress`` is called
+    after each batch. A dry run only counts.
+    """
+    if days < RETENTION_MIN_DAYS:
+        raise ValueError(
+            f"days must be at least {RETENTION_MIN_DAYS:g}: younger requests may still be running"
+        )
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    started = time.monotonic()
+    cutoff = timezone.now() - timedelta(days=days)
+    old = RequestLog.objects.filter(created_at__lt=cutoff)
+    if dry_run:
+        return PurgeProgress(
+            cutoff=cutoff,
+            batches=0,
+            requests=old.count(),
+            alerts=Alert.objects.filter(request__created_at__lt=cutoff).count(),
+            elapsed_s=time.monotonic() - started,
+            finished=True,
+        )
+    batches = requests = alerts = 0
+    finished = False
+    while True:
+        with transaction.atomic():
+            pks = list(
+                old.order_by("created_at")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if pks:
+                if archive is not None:
+                    _archive_write(archive, pks)
+                _, deleted = RequestLog.objects.filter(pk__in=pks).only("pk").delete()
+        if not pks:
+            finished = True
+            break
+        batches += 1
+        requests += deleted.get(RequestLog._meta.label, 0)
+        alerts += deleted.get(Alert._meta.label, 0)
+        elapsed = time.monotonic() - started
+        if progress is not None:
+            progress(PurgeProgress(cutoff, batches, requests, alerts, elapsed))
+        if max_seconds is not None and elapsed >= max_seconds:
+            break
+        if pause_s > 0:
+            time.sleep(pause_s)
+    return PurgeProgress(cutoff, batches, requests, alerts, time.monotonic() - started, finished)
+
+
+def request_logs_retention_sweep() -> PurgeProgress | None:
+    """The task worker's scheduled retention: ``REQUEST_LOG_RETENTION_DAYS`` (0: off), run by
+    one worker per ``REQUEST_LOG_RETENTION_INTERVAL_S``, however many run.
+
+    The worker that takes the lease in the shared cache (an atomic add that expires after the
+    interval) runs it; the others skip it. A run that did not finish within its time budget
+    gives the lease back, so the next sweep round (any worker's) carries on. With the cache
+    unavailable it runs without the lease: a purge run twice at once deletes each row once.
+    Returns what was done, or None when it was not this worker's turn (or retention is off).
+    """
+    days = settings.REQUEST_LOG_RETENTION_DAYS
+    if days <= 0:
+        return None
+    try:
+        leased = cache.add(
+            RETENTION_LEASE_KEY,
+            "taken",
+            timeout=max(1, int(settings.REQUEST_LOG_RETENTION_INTERVAL_S)),
+        )
+    except Exception:
+        logger.warning("cache unavailable; request log retention runs without its lease")
+        leased = True
+    if not leased:
+        return None
+    result = request_logs_delete_older_than(
+        days=days,
+        batch_size=settings.REQUEST_LOG_RETENTION_BATCH,
+        max_seconds=RETENTION_SWEEP_BUDGET_S,
+    )
+    if result.requests:
+        logger.info(
+            "retention: %d request(s) and %d alert(s) older than %s deleted (%.0f/s)%s",
+            result.requests,
+            result.alerts,
+            result.cutoff.isoformat(timespec="seconds"),
+            result.requests_per_s,
+            "" if result.finished else "; more left for the next round",
+        )
+    if not result.finished:
+        try:
+            cache.delete(RETENTION_LEASE_KEY)
+        except Exception:
+            logger.warning("cache unavailable; the retention backlog waits for the lease to expire")
+    return result

@@ -10,6 +10,8 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
+from config.admin_history import ChangeLogAdmin, HistoryShownAdmin
+from config.audit import AUDIT_ADMIN
 from config.selectors import system_config_get
 from routing.models import KnowledgeEntry, Route
 from routing.services import (
@@ -38,7 +40,7 @@ class KnowledgeEntryInline(admin.StackedInline):
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(HistoryShownAdmin):
     list_display = (
         "name",
         "slug",
@@ -69,6 +71,8 @@ class RouteAdmin(admin.ModelAdmin):
     )
     inlines = (KnowledgeEntryInline,)
     actions = ("enable_routes", "disable_routes")
+    # The history's diff leaves out fields the form cannot edit; the version is one to see.
+    history_list_display = ["version"]
 
     @admin.display(description="model", ordering="model")
     def model_or_default(self, obj: Route) -> str:
@@ -105,7 +109,7 @@ class RouteAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Route, form: forms.ModelForm, change: bool
     ) -> None:
         # ``changed`` tells the service whether the answers change (and the version with them).
-        route_save(route=obj, changed=set(form.changed_data))
+        route_save(route=obj, changed=set(form.changed_data), actor=request.user, via=AUDIT_ADMIN)
 
     def save_formset(
         self, request: HttpRequest, form: forms.ModelForm, formset: BaseInlineFormSet, change: bool
@@ -115,13 +119,13 @@ class RouteAdmin(admin.ModelAdmin):
             return
         entries = formset.save(commit=False)
         for entry in formset.deleted_objects:
-            knowledge_entry_delete(entry=entry)
+            knowledge_entry_delete(entry=entry, actor=request.user, via=AUDIT_ADMIN)
         for entry in entries:
-            knowledge_entry_save(entry=entry)
+            knowledge_entry_save(entry=entry, actor=request.user, via=AUDIT_ADMIN)
         formset.save_m2m()
 
     def delete_model(self, request: HttpRequest, obj: Route) -> None:
-        route_delete(route=obj)
+        route_delete(route=obj, actor=request.user, via=AUDIT_ADMIN)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Route]) -> None:
         for route in queryset:
@@ -141,14 +145,14 @@ class RouteAdmin(admin.ModelAdmin):
     ) -> None:
         changed = 0
         for route in queryset.filter(enabled=not enabled):
-            route_update(route=route, enabled=enabled)
+            route_update(route=route, actor=request.user, via=AUDIT_ADMIN, enabled=enabled)
             changed += 1
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"{changed} route(s) {state}.", messages.SUCCESS)
 
 
 @admin.register(KnowledgeEntry)
-class KnowledgeEntryAdmin(admin.ModelAdmin):
+class KnowledgeEntryAdmin(HistoryShownAdmin):
     list_display = ("title", "route", "enabled", "updated_at")
     list_filter = ("route", "enabled")
     list_select_related = ("route",)
@@ -159,12 +163,16 @@ class KnowledgeEntryAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: KnowledgeEntry, form: forms.ModelForm, change: bool
     ) -> None:
-        knowledge_entry_save(entry=obj)
+        knowledge_entry_save(entry=obj, actor=request.user, via=AUDIT_ADMIN)
 
     def delete_model(self, request: HttpRequest, obj: KnowledgeEntry) -> None:
-        knowledge_entry_delete(entry=obj)
+        knowledge_entry_delete(entry=obj, actor=request.user, via=AUDIT_ADMIN)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[KnowledgeEntry]) -> None:
         # One by one through the service, so every affected route's version moves.
         for entry in queryset.select_related("route"):
-            knowledge_entry_delete(entry=entry)
+            knowledge_entry_delete(entry=entry, actor=request.user, via=AUDIT_ADMIN)
+
+
+admin.site.register(Route.history.model, ChangeLogAdmin)
+admin.site.register(KnowledgeEntry.history.model, ChangeLogAdmin)

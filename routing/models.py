@@ -1,6 +1,8 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from config.audit import AuditedHistoricalRecords
+
 
 class AssistantBackendName(models.TextChoices):
     DEFAULT = "", "Default (from the environment)"
@@ -58,6 +60,13 @@ class Route(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Who changed what, old -> new (config.audit); updated_at only repeats each record's date.
+    history = AuditedHistoricalRecords(
+        verbose_name="route change",
+        verbose_name_plural="route changes",
+        excluded_fields=["updated_at"],
+    )
+
     class Meta:
         ordering = ["priority", "slug"]
 
@@ -84,6 +93,12 @@ class KnowledgeEntry(models.Model):
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    history = AuditedHistoricalRecords(
+        verbose_name="knowledge entry change",
+        verbose_name_plural="knowledge entry changes",
+        excluded_fields=["updated_at"],
+    )
 
     class Meta:
         ordering = ["route", "title"]

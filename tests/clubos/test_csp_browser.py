@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from routing.services import route_update
 from tests.requestlogs.factories import RequestLogFactory, UserFactory
 from tests.routing.factories import RouteFactory
 
@@ -122,6 +123,13 @@ def test_console_admin_and_api_docs_load_with_no_violation(staff_page):
     expect(page.locator(".status-badge--ok").first).to_have_css("color", "rgb(21, 128, 61)")
     assert staff_page.visit(f"/admin/requestlogs/requestlog/{log.pk}/change/") == []
     assert staff_page.visit(f"/admin/routing/route/{route.pk}/change/") == []
+    # The change history (simple-history's pages: the list of changes, an old version).
+    route_update(route=route, name="CSP route, renamed")
+    assert staff_page.visit(f"/admin/routing/route/{route.pk}/history/") == []
+    expect(page.locator("#change-history")).to_contain_text("CSP route, renamed")
+    first = route.history.earliest().history_id
+    assert staff_page.visit(f"/admin/routing/route/{route.pk}/history/{first}/") == []
+    assert staff_page.visit("/admin/routing/historicalroute/") == []
     assert staff_page.visit("/admin/auth/user/add/") == []
 
     assert staff_page.visit("/api/v1/docs/") == []

@@ -14,7 +14,15 @@ from django.db import connection
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
+from requestlogs.models import (
+    Alert,
+    AlertKind,
+    AlertState,
+    Channel,
+    RequestLog,
+    RequestStatus,
+    RoutingSource,
+)
 from tests.routing.factories import RouteFactory
 
 PASSWORD = "correct horse battery staple"
@@ -105,3 +113,18 @@ class RequestLogFactory(DjangoModelFactory):
     ttft_ms = 412.0
     assistant_ms = 1830.0
     total_ms = 1842.5
+
+
+class AlertFactory(DjangoModelFactory):
+    """A Slack alert about a request that reached the manager."""
+
+    class Meta:
+        model = Alert
+
+    request = factory.SubFactory(RequestLogFactory)
+    kind = AlertKind.ESCALATION
+    state = AlertState.SENT
+    detail = "Customer asked for the manager"
+    tries = 1
+    queued_at = factory.LazyAttribute(lambda o: o.request.created_at + timedelta(seconds=3))
+    sent_at = factory.LazyAttribute(lambda o: o.queued_at + timedelta(seconds=1))

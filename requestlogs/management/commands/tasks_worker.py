@@ -4,7 +4,9 @@
 
 Runs the queued tasks (Slack alerts) and, every ``TASKS_SWEEP_INTERVAL_S`` (and once at
 start), marks the rows a killed server left ``received`` as ``abandoned``, queues again
-the alerts a killed worker left half-sent and deletes expired API tokens. Both sweeps are single conditional UPDATEs:
+the alerts a killed worker left half-sent and deletes expired API tokens; once every
+``REQUEST_LOG_RETENTION_INTERVAL_S`` (one worker of all) it deletes the requests older than
+``REQUEST_LOG_RETENTION_DAYS``. Both sweeps are single conditional UPDATEs:
 any number of workers may run beside each other. ``make run`` and ``make serve`` start it.
 """
 
@@ -25,7 +27,11 @@ from django_tasks_db.management.commands.db_worker import Command as DbWorkerCom
 from django_tasks_db.models import DBTaskResult
 
 from accounts.services import api_token_delete_expired
-from requestlogs.services import alerts_requeue_overdue, request_logs_mark_abandoned
+from requestlogs.services import (
+    alerts_requeue_overdue,
+    request_logs_mark_abandoned,
+    request_logs_retention_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ def sweep() -> None:
             ],
             enqueued_at__lt=timezone.now() - TASK_ROWS_KEPT,
         ).delete()
+        # Last: its run may take a few seconds (a backlog is worked off round by round).
+        request_logs_retention_sweep()
     except Exception:
         logger.exception("the background sweep failed; trying again next round")
     finally:
