@@ -12,11 +12,13 @@ from django.contrib.admin import helpers
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from requestlogs.dashboard import dashboard_view
 from requestlogs.models import Alert, AlertState, RequestLog
 from requestlogs.services import request_log_relabel
 from routing.models import Route
@@ -247,6 +249,19 @@ class RequestLogAdmin(admin.ModelAdmin):
         "total_time",
         "feedback_text",
     )
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(self.dashboard),
+                name="requestlogs_requestlog_dashboard",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dashboard(self, request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+        return dashboard_view(request, self.admin_site)
 
     # --- Read-only: the pipeline writes these rows, people only read them ------------------
 
