@@ -88,7 +88,7 @@ class _Frame:
                     _n(self.y(value)),
                     LEFT - 6,
                     _n(self.y(value) + 4),
-                    f"{value:,.0f}{unit}",
+                    f"{value:,.0f}{unit}" if value == int(value) else f"{value:,.1f}{unit}",
                 )
                 for value in (self.top_value * i / Y_TICKS for i in range(Y_TICKS + 1))
             ),

@@ -73,6 +73,16 @@ LOG_COLUMNS = (
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def bucket_wording(size: timedelta) -> str:
+    """A bucket's size as the page says it: "5 minutes", "1 hour", "7 days"."""
+    seconds = int(size.total_seconds())
+    for unit, length in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds % length == 0:
+            count = seconds // length
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def bucket_for(length: timedelta) -> timedelta:
     for size in BUCKET_SIZES:
         if length / size <= MAX_BUCKETS:
@@ -87,15 +97,13 @@ class PeriodForm(forms.Form):
     )
     since = forms.CharField(
         required=False,
-        label="From",
+        label="First day",
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="First day included.",
     )
     until = forms.CharField(
         required=False,
-        label="To",
+        label="Last day",
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Last day included.",
     )
 
     def _moment(self, name: str, *, end_of_day: bool) -> datetime | None:
@@ -292,6 +300,7 @@ def dashboard_view(
         "volume_chart": volume_chart(dashboard.series, bucket),
         "query": query.urlencode(),
         "rows": _display_rows(dashboard),
+        "bucket_wording": bucket_wording(bucket),
         "percentiles": list(PERCENTILES),
         "changelist_query": urlencode(
             {"created_at__gte": since.isoformat(), "created_at__lt": until.isoformat()}
