@@ -104,16 +104,19 @@ def _window(*, since: datetime, until: datetime) -> QuerySet[RequestLog]:
     return RequestLog.objects.filter(created_at__gte=since, created_at__lt=until).order_by()
 
 
+# Counts of created_at (never NULL, so every row), not of id: the id is not in the covering
+# index (reqlog_time_figures), and naming it makes PostgreSQL read every row of the period
+# from the table instead of the index alone.
 _COUNTS = {
-    "count": Count("id"),
-    "failed": Count("id", filter=Q(status__in=FAILED_STATUSES)),
-    "timeouts": Count("id", filter=Q(status=RequestStatus.TIMEOUT)),
-    "cache_hits": Count("id", filter=Q(cached=True)),
-    "escalations": Count("id", filter=Q(escalated=True)),
-    "rated": Count("id", filter=Q(feedback_helpful__isnull=False)),
-    "not_helpful": Count("id", filter=Q(feedback_helpful=False)),
+    "count": Count("created_at"),
+    "failed": Count("created_at", filter=Q(status__in=FAILED_STATUSES)),
+    "timeouts": Count("created_at", filter=Q(status=RequestStatus.TIMEOUT)),
+    "cache_hits": Count("created_at", filter=Q(cached=True)),
+    "escalations": Count("created_at", filter=Q(escalated=True)),
+    "rated": Count("created_at", filter=Q(feedback_helpful__isnull=False)),
+    "not_helpful": Count("created_at", filter=Q(feedback_helpful=False)),
     **{
-        f"source_{source}": Count("id", filter=Q(routing_source=source))
+        f"source_{source}": Count("created_at", filter=Q(routing_source=source))
         for source in RoutingSource.values
     },
 }
@@ -229,15 +232,18 @@ def timing_stats(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
 class BucketIndex(Func):
     """Which ``seconds``-long slot after ``origin`` a moment falls in: 0, 1, 2 ...
 
-    Plain arithmetic on both backends (no date_bin, no strftime), so a bucket can be any
-    length: five minutes for the last hour, a day for the last 30 days.
+    Plain arithmetic on both backends (no date_bin, no strftime buckets), so a bucket can be
+    any whole number of seconds: five minutes for the last hour, a day for the last 30 days.
+    ``origin`` is on a whole second and every moment counted is at or after it.
     """
 
     output_field = IntegerField()
 
-    def __init__(self, column: str, *, origin: datetime, seconds: float) -> None:
+    def __init__(self, column: str, *, origin: datetime, seconds: int) -> None:
+        if origin.microsecond:
+            raise ValueError("a bucket origin is on a whole second")
         super().__init__(
-            F(column), Value(origin, output_field=DateTimeField()), Value(float(seconds))
+            F(column), Value(origin, output_field=DateTimeField()), Value(int(seconds))
         )
 
     def _compiled(
@@ -254,16 +260,20 @@ class BucketIndex(Func):
     def as_sql(  # type: ignore[override]
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
     ) -> tuple[str, list[Any]]:
-        # SQLite keeps a datetime as ISO text in UTC; julianday reads it (in days).
+        # SQLite keeps a datetime as text in UTC. Whole seconds since the epoch, in integers:
+        # julianday's floating days put a moment on a bucket's edge in the bucket before. The
+        # dropped fraction of a second never crosses an edge (origin and size are whole).
         (column, origin, seconds), params = self._compiled(compiler, connection)
         return (
-            f"CAST((julianday({column}) - julianday({origin})) * 86400.0 / {seconds} AS INTEGER)",
+            f"((CAST(strftime('%%s', {column}) AS INTEGER)"
+            f" - CAST(strftime('%%s', {origin}) AS INTEGER)) / {seconds})",
             params,
         )
 
     def as_postgresql(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
     ) -> tuple[str, list[Any]]:
+        # EXTRACT(EPOCH ...) is numeric (exact), so an edge falls in its own bucket.
         (column, origin, seconds), params = self._compiled(compiler, connection)
         return (
             f"FLOOR(EXTRACT(EPOCH FROM ({column} - {origin})) / {seconds})::integer",
@@ -295,7 +305,7 @@ def volume_series(*, since: datetime, until: datetime, bucket: timedelta) -> lis
 
 
 def _volume_series(*, since: datetime, until: datetime, bucket: timedelta) -> list[Bucket]:
-    seconds = bucket.total_seconds()
+    seconds = int(bucket.total_seconds())
     # Buckets start on whole multiples of their size (an hour's on the hour, a day's at
     # midnight UTC), so the first one may begin before ``since``; only the window is counted.
     origin = datetime.fromtimestamp(math.floor(since.timestamp() / seconds) * seconds, tz=UTC)
@@ -303,12 +313,12 @@ def _volume_series(*, since: datetime, until: datetime, bucket: timedelta) -> li
     qs = _window(since=since, until=until).annotate(
         slot=BucketIndex("created_at", origin=origin, seconds=seconds)
     )
-    totals = dict(qs.values("slot").annotate(n=Count("id")).values_list("slot", "n"))
+    totals = dict(qs.values("slot").annotate(n=Count("created_at")).values_list("slot", "n"))
     per_route: dict[int, dict[int, SeriesPoint]] = defaultdict(dict)
     routed = qs.filter(route__isnull=False).values("slot", "route_id")
     if connection.vendor == "postgresql":
         for values in routed.annotate(
-            n=Count("id"),
+            n=Count("created_at"),
             p50=PercentileCont("total_ms", PERCENTILES["p50"]),
             p95=PercentileCont("total_ms", PERCENTILES["p95"]),
         ):
