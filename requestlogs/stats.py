@@ -313,24 +313,30 @@ def _volume_series(*, since: datetime, until: datetime, bucket: timedelta) -> li
     qs = _window(since=since, until=until).annotate(
         slot=BucketIndex("created_at", origin=origin, seconds=seconds)
     )
-    totals = dict(qs.values("slot").annotate(n=Count("created_at")).values_list("slot", "n"))
+    # One pass, grouped by bucket and route; the requests with no route count in the bars.
+    totals: dict[int, int] = defaultdict(int)
     per_route: dict[int, dict[int, SeriesPoint]] = defaultdict(dict)
-    routed = qs.filter(route__isnull=False).values("slot", "route_id")
+    grouped = qs.values("slot", "route_id")
     if connection.vendor == "postgresql":
-        for values in routed.annotate(
+        for values in grouped.annotate(
             n=Count("created_at"),
             p50=PercentileCont("total_ms", PERCENTILES["p50"]),
             p95=PercentileCont("total_ms", PERCENTILES["p95"]),
         ):
-            per_route[values["slot"]][values["route_id"]] = SeriesPoint(
-                values["n"], _round(values["p50"]), _round(values["p95"])
-            )
+            totals[values["slot"]] += values["n"]
+            if values["route_id"] is not None:
+                per_route[values["slot"]][values["route_id"]] = SeriesPoint(
+                    values["n"], _round(values["p50"]), _round(values["p95"])
+                )
     else:
         counts: dict[tuple[int, int], int] = defaultdict(int)
         timings: dict[tuple[int, int], list[float]] = defaultdict(list)
-        for slot, route_id, total_ms in routed.values_list(
+        for slot, route_id, total_ms in grouped.values_list(
             "slot", "route_id", "total_ms"
         ).iterator():
+            totals[slot] += 1
+            if route_id is None:
+                continue
             counts[slot, route_id] += 1
             if total_ms is not None:
                 timings[slot, route_id].append(total_ms)
