@@ -5,8 +5,10 @@ the database): the figures must not depend on the backend.
 """
 
 import csv
+import html
 import importlib
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -243,3 +245,15 @@ def test_the_admin_and_operator_roles_see_it_and_support_does_not(client):
         user = UserFactory(is_staff=True, groups=[role])
         client.force_login(user)
         assert (client.get(DASHBOARD).status_code == 200) is allowed, role
+
+
+def test_the_dashboard_links_to_its_periods_requests_in_the_log(manager, rated_route):
+    RequestLogFactory(route=rated_route, created_at=timezone.now() - timedelta(days=3))
+    page = manager.get(DASHBOARD, {"period": "day"}).content.decode()
+
+    link = re.search(r'href="(/admin/requestlogs/requestlog/\?[^"]+)"', page)
+    assert link is not None
+    response = manager.get(html.unescape(link.group(1)))
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 10  # not the one three days ago
