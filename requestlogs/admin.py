@@ -171,7 +171,7 @@ class RequestLogAdmin(admin.ModelAdmin):
         "channel",
     )
     inlines = (AlertInline,)
-    list_select_related = ("route", "user", "corrected_route")
+    list_select_related = ("route",)
     date_hierarchy = "created_at"
     search_fields = ("text", "location", "answer")
     search_help_text = "Searches the request text, location and answer."
