@@ -6,14 +6,16 @@ the page, its charts and its CSV export are three renderings of the same numbers
 """
 
 import csv
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -69,6 +71,8 @@ LOG_COLUMNS = (
     "location",
     "text",
 )
+LOG_CHUNK_ROWS = 2000
+CSV_TYPE = "text/csv; charset=utf-8"
 # A spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -155,13 +159,18 @@ class _Echo:
         return value
 
 
-def _csv_response(rows: Iterator[list[Any]], filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow([_cell(value) for value in row]) for row in rows),
-        content_type="text/csv; charset=utf-8",
-    )
+def _attachment(response: HttpResponse | StreamingHttpResponse, filename: str) -> None:
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
+
+
+def _csv_response(rows: Iterator[list[Any]], filename: str) -> HttpResponse:
+    """Figures already computed, as one CSV body (small: a row per route or bucket)."""
+    writer = csv.writer(_Echo())
+    response = HttpResponse(
+        "".join(writer.writerow([_cell(value) for value in row]) for row in rows),
+        content_type=CSV_TYPE,
+    )
+    _attachment(response, filename)
     return response
 
 
@@ -207,15 +216,34 @@ def _series_rows(dashboard: TimingDashboard) -> Iterator[list[Any]]:
             yield [bucket.start, dashboard.routes[route_id].slug, point.count, point.p50, point.p95]
 
 
-def _log_rows(since: datetime, until: datetime) -> Iterator[list[Any]]:
-    yield [column.replace("__", "_") for column in LOG_COLUMNS]
-    rows = (
-        RequestLog.objects.filter(created_at__gte=since, created_at__lt=until)
-        .order_by("created_at")
-        .values_list(*LOG_COLUMNS)
-    )
-    for row in rows.iterator(chunk_size=2000):
-        yield list(row)
+def _log_chunk(
+    since: datetime, until: datetime, after: tuple[datetime, Any] | None
+) -> list[tuple[Any, ...]]:
+    """The next LOG_CHUNK_ROWS requests of the period after ``after`` (created_at, id)."""
+    qs = RequestLog.objects.filter(created_at__gte=since, created_at__lt=until)
+    if after is not None:
+        moment, pk = after
+        qs = qs.filter(Q(created_at__gt=moment) | Q(created_at=moment, pk__gt=pk))
+    return list(qs.order_by("created_at", "pk").values_list(*LOG_COLUMNS)[:LOG_CHUNK_ROWS])
+
+
+async def _log_csv(since: datetime, until: datetime) -> AsyncIterator[str]:
+    """The period's request log as CSV, a chunk at a time.
+
+    An asynchronous iterator, each chunk its own keyset query: the ASGI server streams it as
+    it is read (it would read a synchronous one whole into memory first), and no database
+    cursor stays open between chunks.
+    """
+    writer = csv.writer(_Echo())
+    yield writer.writerow([column.replace("__", "_") for column in LOG_COLUMNS])
+    after: tuple[datetime, Any] | None = None
+    while True:
+        rows = await sync_to_async(_log_chunk)(since, until, after)
+        if rows:
+            yield "".join(writer.writerow([_cell(value) for value in row]) for row in rows)
+        if len(rows) < LOG_CHUNK_ROWS:
+            return
+        after = (rows[-1][0], rows[-1][1])  # LOG_COLUMNS begins with created_at, id
 
 
 def _ms(value: float | None) -> str:
@@ -278,7 +306,9 @@ def dashboard_view(
     export = request.GET.get("export")
     name = f"{_stamp(since)}-{_stamp(until)}"
     if export == "log":
-        return _csv_response(_log_rows(since, until), f"requests-{name}.csv")
+        response = StreamingHttpResponse(_log_csv(since, until), content_type=CSV_TYPE)
+        _attachment(response, f"requests-{name}.csv")
+        return response
     dashboard = timing_dashboard_get(since=since, until=until, bucket=bucket)
     if export == "figures":
         return _csv_response(_figures_rows(dashboard), f"timings-{name}.csv")

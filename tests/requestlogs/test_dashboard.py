@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Permission
 from django.db import connection
@@ -31,8 +32,17 @@ HOUR = timedelta(hours=1)
 
 
 def _csv(response) -> list[dict[str, str]]:
-    body = b"".join(response.streaming_content).decode()
-    return list(csv.DictReader(io.StringIO(body)))
+    if not response.streaming:
+        chunks = [response.content]
+    elif response.is_async:
+        # The log's export streams asynchronously, as the ASGI server serves it.
+        async def read() -> list[bytes]:
+            return [chunk async for chunk in response.streaming_content]
+
+        chunks = async_to_sync(read)()
+    else:
+        chunks = list(response.streaming_content)
+    return list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
 
 
 @pytest.fixture
@@ -257,3 +267,18 @@ def test_the_dashboard_links_to_its_periods_requests_in_the_log(manager, rated_r
 
     assert response.status_code == 200
     assert len(response.context["cl"].result_list) == 10  # not the one three days ago
+
+
+def test_the_log_export_streams_every_request_once_across_chunks(manager, monkeypatch):
+    monkeypatch.setattr("requestlogs.dashboard.LOG_CHUNK_ROWS", 2)
+    moment = timezone.now() - timedelta(minutes=30)
+    # Three share one moment: the chunks continue after (created_at, id), never skip a tie.
+    logs = [RequestLogFactory(created_at=moment) for _ in range(3)]
+    logs += [RequestLogFactory(created_at=moment + timedelta(minutes=i)) for i in range(1, 5)]
+
+    response = manager.get(DASHBOARD, {"period": "hour", "export": "log"})
+
+    assert response.is_async
+    exported = [row["id"] for row in _csv(response)]
+    assert sorted(exported) == sorted(str(log.pk) for log in logs)
+    assert len(exported) == len(set(exported)) == 7
