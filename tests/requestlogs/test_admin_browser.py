@@ -82,20 +82,23 @@ def page(browser, asgi_live_server):
 
 @pytest.fixture
 def seeded():
-    """Two routes' requests over the last day: TechSupport slow, Booking fast."""
+    """Two routes' requests over the last day, two in each of ten whole hours of the clock:
+    Tech X slow, Booking X fast."""
     tech = RouteFactory(slug="tech-x", name="Tech X", priority=1)
     booking = RouteFactory(slug="booking-x", name="Booking X", priority=2)
-    now = timezone.now()
+    # The charts' hourly buckets are the clock's hours: seed inside hours long over (none
+    # in the last hour).
+    newest_hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     for hour in range(0, 20, 2):
         RequestLogFactory(
             route=tech,
-            created_at=now - timedelta(hours=hour, minutes=10),
+            created_at=newest_hour - timedelta(hours=hour) + timedelta(minutes=20),
             total_ms=3000.0 + 100 * hour,
             status=RequestStatus.TIMEOUT if hour == 4 else RequestStatus.OK,
         )
         RequestLogFactory(
             route=booking,
-            created_at=now - timedelta(hours=hour, minutes=20),
+            created_at=newest_hour - timedelta(hours=hour) + timedelta(minutes=10),
             total_ms=800.0 + 10 * hour,
             routing_source=RoutingSource.MANUAL,
             feedback_helpful=hour != 6,
@@ -134,12 +137,18 @@ def test_dashboard_shows_figures_and_charts_for_seeded_requests(page, seeded):
     # Hourly buckets: each of the ten hours with requests has a bar (two requests each).
     expect(page.locator("#chart-volume svg rect.chart-bar")).to_have_count(10)
 
-    # Another period is a form: the last hour holds the newest two requests.
+    # Another period is a form: the last hour holds none of them, the last 7 days all.
     page.get_by_label("Period").select_option(label="Last hour")
     page.get_by_role("button", name="Show").click()
     expect(
         page.locator('#dashboard-timings tr[data-route="all"] [data-figure="count"]')
-    ).to_have_text("2")
+    ).to_have_text("0")
+    expect(page.locator("#chart-total")).to_contain_text("No routed requests in this period.")
+    page.get_by_label("Period").select_option(label="Last 7 days")
+    page.get_by_role("button", name="Show").click()
+    expect(
+        page.locator('#dashboard-timings tr[data-route="all"] [data-figure="count"]')
+    ).to_have_text("20")
 
     # A custom period with an impossible date is a message on the page, not an error page.
     page.get_by_label("Period").select_option(label="Custom")
