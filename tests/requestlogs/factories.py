@@ -14,7 +14,15 @@ from django.db import connection
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from requestlogs.models import Channel, RequestLog, RequestStatus, RoutingSource
+from requestlogs.models import (
+    Alert,
+    AlertKind,
+    AlertState,
+    Channel,
+    RequestLog,
+    RequestStatus,
+    RoutingSource,
+)
 from tests.routing.factories import RouteFactory
 
 PASSWORD = "correct horse battery staple"
@@ -105,3 +113,15 @@ class RequestLogFactory(DjangoModelFactory):
     ttft_ms = 412.0
     assistant_ms = 1830.0
     total_ms = 1842.5
+
+
+class AlertFactory(DjangoModelFactory):
+    """A Slack alert about a request, queued a minute ago (set ``state`` and its times)."""
+
+    class Meta:
+        model = Alert
+
+    request = factory.SubFactory(RequestLogFactory)
+    kind = AlertKind.EMERGENCY
+    state = AlertState.QUEUED
+    queued_at = factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=1))

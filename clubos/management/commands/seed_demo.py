@@ -16,7 +16,7 @@ from requestlogs.pipeline import request_answer
 from requestlogs.validation import request_validate
 from routing.selectors import route_catalog_get
 
-PASSWORD_FILE_SUFFIX = ".demo-login"
+DEMO_LOGIN_FILE_SUFFIX = ".demo-login"
 
 DEMO_REQUESTS = [
     ("TrackMan frozen in bay 3", "auto", "Bedford"),
@@ -108,7 +108,7 @@ def _default_password_file() -> Path | None:
     name = str(connection.settings_dict["NAME"])
     if not name or name == ":memory:" or name.startswith("file:"):
         return None
-    return Path(name).with_name(Path(name).name + PASSWORD_FILE_SUFFIX)
+    return Path(name).with_name(Path(name).name + DEMO_LOGIN_FILE_SUFFIX)
 
 
 def _kept_password(path: Path | None) -> str | None:
