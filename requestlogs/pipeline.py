@@ -333,7 +333,7 @@ def _elapsed_ms(since: float) -> float:
 def alert_wording(alert: Alert) -> str:
     """What the person is told about an alert, from its recorded state."""
     if alert.state == AlertState.SENT:
-        return "A manager has been alerted on Slack."
+        return "Manager alerted on Slack."
     if alert.state == AlertState.QUEUED:
         return "A manager alert is queued for Slack."
     if alert.state == AlertState.NO_CHANNEL:
