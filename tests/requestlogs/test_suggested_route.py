@@ -97,3 +97,17 @@ def test_a_hand_chosen_route_never_trains_the_classifier(api_client, routes, tra
         URL, {"text": "TrackMan frozen in bay 3", "route": "booking"}, format="json"
     )
     assert again.json()["suggested_route"] == "tech"
+
+
+def test_the_schema_documents_the_hint_on_a_submits_answer():
+    from rest_framework.test import APIClient
+
+    schema = APIClient().get("/api/v1/schema/", {"format": "json"}).json()
+    created = schema["paths"]["/api/v1/requests/"]["post"]["responses"]["201"]["content"]
+    ref = created["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    field = schema["components"]["schemas"][ref]["properties"]["suggested_route"]
+    assert field["nullable"] is True
+    assert "chose the route" in field["description"]
+    detail = schema["paths"]["/api/v1/requests/{request_id}/"]["get"]["responses"]["200"]
+    detail_ref = detail["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "suggested_route" not in schema["components"]["schemas"][detail_ref]["properties"]

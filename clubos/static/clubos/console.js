@@ -874,7 +874,8 @@ class Console {
       if (data.escalated) this.markEscalated();
     }
     this.alertLine.show(this.current.id, data.alerts || [], Date.now() + ALERT_FOLLOW_MS);
-    if ("suggested_route" in data) this.showRouteHint(data.suggested_route);
+    // The route event's hint, unless that was missed (a plain JSON answer); one dismissed stays so.
+    if (!this.current.suggested) this.showRouteHint(data.suggested_route);
     this.copyButton.hidden = !text.trim();
     if (status === "ok" || status === "cached") {
       // Ready for the next request, which starts with nothing of this one's: the location
@@ -1070,6 +1071,8 @@ class Console {
     for (const button of buttons) button.disabled = false;
     this.helpfulYes.setAttribute("aria-pressed", String(helpful));
     this.helpfulNo.setAttribute("aria-pressed", String(!helpful));
+    const item = this.historyItem(this.current?.id);
+    if (item) this.markHistoryHelpful(item, helpful);
     this.closeNegativeFeedback(false);
     if (Array.isArray(data?.alerts)) {
       this.alertLine.show(this.current?.id, data.alerts, Date.now() + ALERT_FOLLOW_MS);
