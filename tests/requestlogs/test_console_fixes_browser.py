@@ -225,8 +225,15 @@ def test_history_items_loaded_with_the_page_take_feedback_escalation_and_copy(
     tab.reload()
     item = history_item(tab, log)
 
-    item.get_by_role("button", name="Helpful", exact=True).click()
-    expect(item.locator("[data-status]")).to_have_text("Thanks! Marked as helpful.")
+    item.get_by_role("button", name="Not helpful").click()
+    comment = item.get_by_label("What was wrong?")
+    expect(comment).to_be_focused()
+    comment.fill("Steps were for the old TrackMan")
+    item.get_by_role("button", name="Send feedback").click()
+    expect(item.locator("[data-status]")).to_have_text(
+        "Thanks, feedback recorded. The team will review this answer."
+    )
+    expect(comment).to_be_hidden()
     item.get_by_role("button", name="Escalate").click()
     expect(item.locator(".status")).to_have_text("Escalated")
     expect(item.locator("[data-alert]")).to_have_text(NO_CHANNEL)
@@ -236,14 +243,15 @@ def test_history_items_loaded_with_the_page_take_feedback_escalation_and_copy(
     assert tab.evaluate("navigator.clipboard.readText()") == ANSWER
 
     log.refresh_from_db()
-    assert log.feedback_helpful is True
+    assert (log.feedback_helpful, log.feedback_comment) == (
+        False,
+        "Steps were for the old TrackMan",
+    )
     assert log.escalated and log.status == RequestStatus.ESCALATED
     tab.reload()  # and after another reload, it says so
     item = history_item(tab, log)
     expect(item.get_by_role("button", name="Escalated")).to_be_disabled()
-    expect(item.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
-        "aria-pressed", "true"
-    )
+    expect(item.get_by_role("button", name="Not helpful")).to_have_attribute("aria-pressed", "true")
 
 
 def test_copy_answer_copies_what_the_assistant_wrote(tab):

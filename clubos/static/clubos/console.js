@@ -1243,15 +1243,27 @@ class Console {
       say(copied ? "Answer copied." : "Could not copy: select the answer and copy it by hand.", copied ? "ok" : "error");
       return;
     }
+    const more = $("[data-feedback-more]", item);
+    if (action === "not-helpful") {
+      // As on the answer card: say what was wrong (optional), then send.
+      more.hidden = false;
+      $("[data-comment]", more).focus();
+      return;
+    }
     const escalating = action === "escalate";
     const helpful = action === "helpful";
+    const body = { helpful };
+    if (action === "send-feedback") {
+      const comment = $("[data-comment]", more).value.trim();
+      if (comment) body.comment = comment;
+    }
     button.disabled = true;
     say(escalating ? "Escalating…" : "Saving…", "");
     let data;
     try {
       data = escalating
         ? await this.postAction("escalate", {}, id)
-        : await this.postAction("feedback", { helpful }, id);
+        : await this.postAction("feedback", body, id);
     } catch (error) {
       button.disabled = false;
       const what = escalating ? "Could not escalate" : "Feedback was not saved";
@@ -1265,6 +1277,7 @@ class Console {
       if (this.current?.id === id) this.markEscalated();
     } else {
       button.disabled = false;
+      more.hidden = true;
       this.markHistoryHelpful(item, helpful);
       say(helpful ? "Thanks! Marked as helpful." : "Thanks, feedback recorded. The team will review this answer.", "ok");
     }
