@@ -226,7 +226,7 @@ def test_history_items_loaded_with_the_page_take_feedback_escalation_and_copy(
     item = history_item(tab, log)
 
     item.get_by_role("button", name="Not helpful").click()
-    comment = item.get_by_label("What was wrong?")
+    comment = item.get_by_label("Why was it not helpful?")
     expect(comment).to_be_focused()
     comment.fill("Steps were for the old TrackMan")
     item.get_by_role("button", name="Send feedback").click()
