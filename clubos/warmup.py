@@ -19,6 +19,10 @@ def warm_up() -> None:
         catalog = route_catalog_get()
         # Trains the local classifier (hybrid/local) before the first request needs it.
         strategy_get(config.routing_strategy).warm(catalog)
+        # Whatever the strategy: the classifier also gives a hand-chosen route its second
+        # opinion (routing.suggestion), which never trains one on a request (hybrid's is
+        # the same model: nothing more to do).
+        strategy_get("local").warm(catalog)
     except Exception:
         logger.warning("warm-up could not prepare routing", exc_info=True)
     if openai_configured():

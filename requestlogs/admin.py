@@ -67,7 +67,8 @@ class EstimatedCountPaginator(Paginator):
 class RelabelForm(forms.Form):
     route = forms.ModelChoiceField(
         queryset=Route.objects.filter(enabled=True),
-        empty_label=None,
+        # No route is picked for the admin: the first one (Emergency) would be a silent default.
+        empty_label="Choose the right route…",
         label="The right route",
         help_text="The request texts are added to this route's example utterances.",
     )

@@ -47,7 +47,12 @@ from requestlogs.models import (
     RoutingSource,
 )
 from requestlogs.pipeline import request_answer, request_start
-from requestlogs.selectors import request_alerts, request_log_payload, request_logs_visible_to
+from requestlogs.selectors import (
+    request_alerts,
+    request_log_payload,
+    request_logs_visible_to,
+    suggested_route_payload,
+)
 from requestlogs.services import request_escalate, request_feedback_set
 from requestlogs.sse import EVENT_STREAM, EventStream, EventStreamRenderer
 from requestlogs.stats import timing_stats
@@ -125,6 +130,19 @@ class RequestObjectSerializer(serializers.Serializer):
     )
 
 
+class SubmitAnswerSerializer(RequestObjectSerializer):
+    suggested_route = serializers.SlugField(
+        allow_null=True,
+        help_text="Only when the person chose the route: the slug of the route the local "
+        "classifier prefers with high confidence (probability >= 0.8) over the chosen one, "
+        "as a hint; else null. The request keeps the chosen route; no extra model call. "
+        "Also in the `route`, `done` and `error` events.",
+    )
+
+    class Meta:
+        ref_name = "SubmitAnswer"
+
+
 class FeedbackOutSerializer(serializers.Serializer):
     helpful = serializers.BooleanField(allow_null=True)
     comment = serializers.CharField()
@@ -149,7 +167,7 @@ With `Accept: text/event-stream` the answer streams as server-sent events, each
 `event: <name>` plus one line `data: <json>`:
 
 * `route` — `{"id", "route": {"slug","name"}, "routing": {"source","confidence","possible_emergency"},
-  "timings_ms": {"routing"}}` as soon as the route is chosen;
+  "timings_ms": {"routing"}, "suggested_route"}` as soon as the route is chosen;
 * `delta` — `{"text"}` for each piece of the answer as it arrives;
 * `done` — the full request object (as in the JSON response), or
 * `error` — the full request object plus `"error": "<message>"` when the assistant
@@ -297,7 +315,7 @@ class RequestListCreateApi(AsyncAPIView):
         ],
         responses={
             (201, "application/json"): OpenApiResponse(
-                RequestObjectSerializer,
+                SubmitAnswerSerializer,
                 description="The request, answered and logged; with `Accept: text/event-stream` "
                 "the same answer as server-sent events.",
             ),
@@ -329,10 +347,9 @@ class RequestListCreateApi(AsyncAPIView):
             response["X-Accel-Buffering"] = "no"
             return response
         done = await request_answer(request=request_input)
-        return Response(
-            request_log_payload(done.log, catalog=done.catalog, alerts=done.alerts),
-            status=status.HTTP_201_CREATED,
-        )
+        body = request_log_payload(done.log, catalog=done.catalog, alerts=done.alerts)
+        body.update(suggested_route_payload(done.suggested))
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def get_renderers(self) -> list[Any]:
         # Only a submit streams: anything else answers JSON (or 406).

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
 from requestlogs.models import Alert, RequestLog
-from routing.selectors import RouteCatalog, route_catalog_get
+from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 
 
 def _ms(value: float | None) -> float | None:
@@ -77,6 +77,12 @@ def request_log_payload(
         "created_at": log.created_at.isoformat().replace("+00:00", "Z"),
         "alerts": [alert_payload(a) for a in (log.alerts.all() if alerts is None else alerts)],
     }
+
+
+def suggested_route_payload(suggested: RouteSnapshot | None) -> dict[str, str | None]:
+    """A submit's answer only (route, done and error events, the JSON 201): the route the
+    classifier strongly prefers over the one the person chose, or null. Not stored."""
+    return {"suggested_route": None if suggested is None else suggested.slug}
 
 
 def request_logs_visible_to(user: User | AnonymousUser) -> QuerySet[RequestLog]:

@@ -15,7 +15,7 @@ from rest_framework.renderers import BaseRenderer
 
 from requestlogs.models import RequestStatus
 from requestlogs.pipeline import AnswerDelta, PipelineEvent, RequestRun, RouteChosen
-from requestlogs.selectors import request_log_payload
+from requestlogs.selectors import request_log_payload, suggested_route_payload
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,11 @@ def _frame(event: PipelineEvent) -> bytes:
                     "possible_emergency": decision.possible_emergency,
                 },
                 "timings_ms": {"routing": round(decision.elapsed_ms, 1)},
+                **suggested_route_payload(event.suggested),
             },
         )
     payload = request_log_payload(event.log, catalog=event.catalog, alerts=event.alerts)
+    payload.update(suggested_route_payload(event.suggested))
     if not event.failed:
         return sse_frame("done", payload)
     message = FAILURE_MESSAGES.get(event.log.status, FAILURE_MESSAGES[RequestStatus.ERROR])
@@ -106,6 +108,7 @@ class EventStream:
             payload = request_log_payload(
                 self.run.log, catalog=self.run.request.catalog, alerts=self.run.alerts
             )
+            payload.update(suggested_route_payload(self.run.suggested))
             yield sse_frame("error", {**payload, "error": INTERNAL_ERROR_MESSAGE})
 
     def close(self) -> None:

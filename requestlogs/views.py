@@ -17,7 +17,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from requestlogs.models import RequestLog
-from requestlogs.selectors import request_logs_visible_to
+from requestlogs.selectors import alert_payload, request_logs_visible_to
 from requestlogs.validation import COMMENT_MAX_CHARS, LOCATION_MAX_CHARS, TEXT_MAX_CHARS
 from routing.selectors import RouteCatalog, RouteSnapshot, route_catalog_get
 
@@ -43,6 +43,18 @@ def _history_row(log: RequestLog, catalog: RouteCatalog) -> HistoryRow:
     if log.route is not None:  # a route deleted from the catalog since: the row's own relation
         return HistoryRow(log, log.route.slug, log.route.name, log.route.is_emergency)
     return HistoryRow(log, "", "", False)
+
+
+def _history_state(log: RequestLog) -> dict[str, Any]:
+    """What the console's history needs to offer feedback, escalation and the alert's real
+    state on items loaded with the page (the alerts are the list's prefetch: no query)."""
+    return {
+        "id": str(log.pk),
+        "status": log.status,
+        "escalated": log.escalated,
+        "helpful": log.feedback_helpful,
+        "alerts": [alert_payload(alert) for alert in log.alerts.all()],
+    }
 
 
 def _distinct_locations(locations: list[str]) -> list[str]:
@@ -73,9 +85,13 @@ def console(request: HttpRequest) -> HttpResponse:
             {"slug": r.slug, "name": r.name, "emergency": r.is_emergency} for r in routes
         ],
         "history": [_history_row(log, catalog) for log in history],
+        "history_state": [_history_state(log) for log in history],
         "history_size": HISTORY_SIZE,
+        # Suggestions only: the field starts empty, so no request silently carries the
+        # location of an earlier one (from any channel).
         "locations": locations,
-        "last_location": locations[0] if locations else "",
+        # The venue's clock (DJANGO_TIME_ZONE): "Manager alerted on Slack at 14:02".
+        "time_zone": settings.TIME_ZONE,
         "text_max": TEXT_MAX_CHARS,
         "location_max": LOCATION_MAX_CHARS,
         "comment_max": COMMENT_MAX_CHARS,

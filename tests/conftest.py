@@ -11,14 +11,15 @@ pytest_plugins = ["tests.fixtures_upstream", "tests.fixtures_slack", "tests.fixt
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Django deletes the SQLite test database's file, not the WAL files beside it."""
+    """Django deletes the SQLite test database's file, not the WAL files (or seed_demo's
+    kept password) beside it."""
     from django.conf import settings
 
     if not settings.configured or "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
         return
     name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
     if name:
-        for suffix in ("-wal", "-shm"):
+        for suffix in ("-wal", "-shm", ".demo-login"):
             Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 

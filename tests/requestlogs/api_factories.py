@@ -21,6 +21,8 @@ REQUEST_KEYS = {
     "created_at",
     "alerts",
 }
+# A submit's answer (JSON and the done/error events) adds the hand-chosen route's hint.
+SUBMIT_KEYS = REQUEST_KEYS | {"suggested_route"}
 
 DEFAULT_ROUTES = {
     "emergency": "Emergency",

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from config.services import system_config_update
 from requestlogs.models import Channel, RequestLog, RequestStatus
-from tests.requestlogs.api_factories import REQUEST_KEYS, token_client
+from tests.requestlogs.api_factories import REQUEST_KEYS, SUBMIT_KEYS, token_client
 from tests.requestlogs.factories import PASSWORD, RequestLogFactory, UserFactory
 from tests.routing.factories import RouteFactory
 
@@ -32,7 +32,8 @@ class TestCreate:
 
         assert response.status_code == 201
         body = response.json()
-        assert set(body) == REQUEST_KEYS
+        assert set(body) == SUBMIT_KEYS
+        assert body["suggested_route"] is None  # Auto: the classifier had its say already
         assert body["status"] == "ok"
         assert body["route"]["slug"] in routes
         assert body["route"]["name"] == routes[body["route"]["slug"]].name

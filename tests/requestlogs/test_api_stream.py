@@ -21,7 +21,7 @@ from requestlogs.models import RequestLog, RequestStatus
 from requestlogs.sse import sse_frame
 from routing.models import Route
 from routing.services import route_update
-from tests.requestlogs.api_factories import REQUEST_KEYS, token_header
+from tests.requestlogs.api_factories import SUBMIT_KEYS, token_header
 
 URL = "/api/v1/requests/"
 SSE = {"Accept": "text/event-stream"}
@@ -91,7 +91,7 @@ class TestStreamWithTheTestClient:
         assert set(names[1:-1]) == {"delta"}
 
         route = events[0][1]
-        assert set(route) == {"id", "route", "routing", "timings_ms"}
+        assert set(route) == {"id", "route", "routing", "timings_ms", "suggested_route"}
         assert route["route"] == {"slug": "tech", "name": routes["tech"].name}
         assert route["routing"] == {
             "source": "manual",
@@ -101,11 +101,12 @@ class TestStreamWithTheTestClient:
         assert set(route["timings_ms"]) == {"routing"}
 
         done = events[-1][1]
-        assert set(done) == REQUEST_KEYS
+        assert set(done) == SUBMIT_KEYS
         assert done["id"] == route["id"]
         assert done["status"] == "ok"
         assert done["answer"] == "".join(data["text"] for name, data in events if name == "delta")
-        # The done event is the same object the detail endpoint returns.
+        # The done event is the same object the detail endpoint returns (plus the hint).
+        assert done.pop("suggested_route") is None
         assert api_client.get(f"{URL}{done['id']}/").json() == done
 
     def test_the_row_is_final_when_the_stream_ends(self, api_client, routes):
@@ -144,7 +145,7 @@ class TestStreamWithTheTestClient:
         assert "did not answer in time" in deltas[-1]
         name, data = events[-1]
         assert name == "error"
-        assert set(data) == REQUEST_KEYS | {"error"}
+        assert set(data) == SUBMIT_KEYS | {"error"}
         assert data["status"] == "timeout"
         assert data["error"] == "The assistant did not answer in time."
         assert "did not answer in time" in data["answer"]
@@ -168,7 +169,7 @@ class TestStreamWithTheTestClient:
         assert len(names) - 2 > 1  # the model's text, then the message
         name, data = events[-1]
         assert name == "error"
-        assert set(data) == REQUEST_KEYS | {"error"}
+        assert set(data) == SUBMIT_KEYS | {"error"}
         assert data["status"] == "error"
         assert data["error"] == "The assistant could not answer."
         assert "could not answer" in data["answer"]
@@ -393,7 +394,7 @@ class TestStreamOverRealHttp:
 
         assert response.status_code == 201
         body = response.json()
-        assert set(body) == REQUEST_KEYS
+        assert set(body) == SUBMIT_KEYS
         assert body["answer"] == ANSWER and body["status"] == RequestStatus.OK
         assert RequestLog.objects.get(pk=body["id"]).answer == ANSWER
         # DRF's headers and the middleware's, on the one path a submit takes.

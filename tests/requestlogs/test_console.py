@@ -93,7 +93,9 @@ class TestConsolePage:
         assert [t.name for t in response.templates][:2] == ["console/console.html", "base.html"]
         html = response.content.decode()
         assert '<textarea id="id_text" name="text"' in html
-        assert 'maxlength="4000"' in html
+        # No maxlength: a longer paste is kept whole and refused with a message, not cut.
+        assert 'maxlength="4000"' not in html
+        assert 'data-max="4000"' in html
         assert "autofocus" in html
         assert '<label class="field__label" for="id_text">' in html
         assert '<label class="field__label" for="id_route">' in html
@@ -237,7 +239,7 @@ class TestHistory:
         html = signed_in.get("/").content.decode()
         assert "status--abandoned" in html
 
-    def test_recent_locations_suggested_and_prefilled(self, signed_in, user):
+    def test_recent_locations_are_suggested_never_prefilled(self, signed_in, user):
         now = timezone.now()
         RequestLogFactory(user=user, location="Truro", created_at=now - timedelta(hours=2))
         RequestLogFactory(user=user, location="Bedford", created_at=now - timedelta(hours=1))
@@ -248,7 +250,9 @@ class TestHistory:
         html = response.content.decode()
         assert '<option value="Bedford"></option>' in html
         assert "Somewhere Else" not in html
-        assert 'value="Bedford"' in html  # the last location is prefilled
+        # The field starts empty: no request carries an earlier one's location unasked.
+        [field] = re.findall(r'<input id="id_location"[^>]*>', html)
+        assert "value=" not in field
 
     def test_model_text_is_escaped(self, signed_in, user):
         RequestLogFactory(

@@ -31,10 +31,41 @@ const STATUS_LABELS = {
 };
 
 const TIMING_KEYS = ["routing", "ttft", "assistant", "total"];
+// The answer card shows this much of the request (the history has it whole).
+const REQUEST_EXCERPT_CHARS = 140;
+// After Stop: how long the console waits for the server to record the request as ended.
+const STOP_FOLLOW_TRIES = 20;
+const STOP_FOLLOW_MS = 250;
 // How long the console follows a queued Slack alert (polling the request) before it stops.
 const ALERT_FOLLOW_MS = 60_000;
 const ALERT_POLL_MS = 1_500;
 const msFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+// Times are the venue's (the server's DJANGO_TIME_ZONE), not the browser's: "Manager alerted
+// on Slack at 14:02" is what the clock on the venue's wall says.
+const VENUE_TIME_ZONE = document.querySelector("[data-time-zone]")?.dataset.timeZone || undefined;
+
+function venueDateFormat(options) {
+  try {
+    return new Intl.DateTimeFormat(undefined, { ...options, timeZone: VENUE_TIME_ZONE });
+  } catch {
+    return new Intl.DateTimeFormat(undefined, options); // a zone this browser does not know
+  }
+}
+
+const timeFormat = venueDateFormat({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+const dayTimeFormat = venueDateFormat({
+  weekday: "short",
+  day: "numeric",
+  month: "short",
+  hour: "2-digit",
+  minute: "2-digit",
+  hourCycle: "h23",
+});
+const dayFormat = venueDateFormat({ year: "numeric", month: "2-digit", day: "2-digit" });
+const fullFormat = venueDateFormat({ dateStyle: "full", timeStyle: "medium" });
+// The raw text of each answer shown formatted (Copy answer copies what the model wrote).
+const rawAnswers = new WeakMap();
 
 // --- Small helpers ----------------------------------------------------------------------
 
@@ -72,6 +103,99 @@ function alertToShow(alerts) {
       (rank[a.state] ?? 0) - (rank[b.state] ?? 0) ||
       String(b.queued_at || "").localeCompare(String(a.queued_at || "")),
   )[0];
+}
+
+// A request's one-line excerpt: whitespace folded, cut at a character (code point) boundary.
+export function excerpt(text, max) {
+  const chars = [...String(text).replace(/\s+/g, " ").trim()];
+  return chars.length > max ? `${chars.slice(0, max - 1).join("").trimEnd()}…` : chars.join("");
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return true;
+    } catch {
+      // refused (permissions, focus): try the older way below
+    }
+  }
+  const area = el("textarea", "visually-hidden");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  document.body.appendChild(area);
+  area.select();
+  let copied = false;
+  try {
+    copied = document.execCommand("copy");
+  } catch {
+    copied = false;
+  }
+  area.remove();
+  return copied;
+}
+
+// The request object as the API has it now; null on any failure (the callers try again).
+async function fetchRequest(api, id) {
+  try {
+    const response = await fetch(`${api}${encodeURIComponent(id)}/`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" },
+    });
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+// A line that tells the desk about a request's Slack alerts (the answer panel's, or a history
+// item's): the recorded state; while one is queued, the request is read again every
+// ALERT_POLL_MS until it is sent or failed (or `followUntil` passes).
+class AlertLine {
+  constructor(node, api) {
+    this.node = node;
+    this.api = api;
+    this.id = null;
+    this.poll = null;
+  }
+
+  show(id, alerts, followUntil = 0) {
+    this.stopFollowing();
+    this.id = id;
+    const shown = alerts.length ? alertToShow(alerts) : null;
+    if (!shown) {
+      this.node.hidden = true;
+      this.node.textContent = "";
+      return;
+    }
+    const kind = shown.state === "sent" ? "ok" : shown.state === "queued" ? "" : "error";
+    this.node.classList.remove("action-status--ok", "action-status--error");
+    if (kind) this.node.classList.add(`action-status--${kind}`);
+    this.node.textContent = alertWording(shown);
+    this.node.hidden = false;
+    if (id && alerts.some((a) => a.state === "queued") && Date.now() < followUntil) {
+      this.poll = window.setTimeout(() => this.refresh(id, followUntil), ALERT_POLL_MS);
+    }
+  }
+
+  clear() {
+    this.show(null, []);
+  }
+
+  stopFollowing() {
+    if (this.poll !== null) window.clearTimeout(this.poll);
+    this.poll = null;
+  }
+
+  async refresh(id, followUntil) {
+    this.poll = null;
+    const data = await fetchRequest(this.api, id);
+    if (this.id !== id) return; // moved on to another request
+    if (data && Array.isArray(data.alerts)) this.show(id, data.alerts, followUntil);
+    else if (Date.now() < followUntil) {
+      this.poll = window.setTimeout(() => this.refresh(id, followUntil), ALERT_POLL_MS);
+    }
+  }
 }
 
 export function formatMs(value) {
@@ -170,6 +294,7 @@ class Console {
     this.route = $("#id_route", form);
     this.location = $("#id_location", form);
     this.sendButton = $("#send-button", form);
+    this.stopButton = $("#stop-button", form);
     this.formError = $("#form-error", form);
     this.counter = $("#text-counter", form);
     this.maxChars = Number(this.counter.dataset.max) || 4000;
@@ -197,10 +322,16 @@ class Console {
     this.feedbackCancel = $("#feedback-cancel");
     this.actionStatus = $("#action-status");
     this.alertStatus = $("#alert-status");
-    this.alertPoll = null;
+    this.alertLine = new AlertLine(this.alertStatus, this.api);
+    this.copyButton = $("#copy-answer");
+    this.routeHint = $("#route-hint");
+    this.routeHintSwitch = $("#route-hint-switch");
+    this.routeHintDismiss = $("#route-hint-dismiss");
     this.liveStatus = $("#live-status");
     this.history = $("#history");
     this.historyEmpty = $("#history-empty");
+    this.historyTemplate = $("#history-actions");
+    this.historyAlerts = new WeakMap(); // history item -> its AlertLine
 
     const routesData = $("#routes-data");
     this.routes = new Map(
@@ -208,12 +339,16 @@ class Console {
     );
 
     this.busy = false;
-    this.current = null; // {id, text, location, answerText, route, final}
+    this.current = null; // {id, text, location, answerText, route, final, suggested}
+    this.controller = null; // the AbortController of the request in progress (Stop)
+    this.running = null; // the promise of the request in progress
+    this.overLimit = false;
     this.timer = null;
     this.renderQueued = false;
 
     this.bind();
     this.updateCounter();
+    this.initHistory();
   }
 
   bind() {
@@ -229,8 +364,8 @@ class Console {
       }
     });
     this.text.addEventListener("input", () => {
-      this.updateCounter();
       this.clearFieldError("text");
+      this.updateCounter();
     });
     this.route.addEventListener("change", () => this.clearFieldError("route"));
     this.location.addEventListener("input", () => this.clearFieldError("location"));
@@ -250,15 +385,41 @@ class Console {
       }
     });
     this.escalateButton.addEventListener("click", () => this.escalate());
+    this.copyButton.addEventListener("click", () => this.copyAnswer());
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.routeHintSwitch.addEventListener("click", () => this.switchRoute());
+    this.routeHintDismiss.addEventListener("click", () => {
+      this.routeHint.hidden = true;
+    });
+    this.history?.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      const item = button?.closest("li[data-id]");
+      if (item && this.history.contains(item)) this.historyAction(item, button);
+    });
   }
 
   // -- the form ----------------------------------------------------------------------------
 
+  // The text is never cut (no maxlength): over the limit, the counter and a message say by
+  // how much, and Send refuses, as the API would with a 400.
   updateCounter() {
-    const length = charCount(this.text.value);
+    const length = charCount(this.text.value.trim());
     $("[data-count]", this.counter).textContent = msFormat.format(length);
-    this.counter.classList.toggle("counter--near", length >= this.maxChars * 0.9);
-    this.counter.classList.toggle("counter--full", length >= this.maxChars);
+    const over = length - this.maxChars;
+    this.counter.classList.toggle("counter--near", length >= this.maxChars * 0.9 && over <= 0);
+    this.counter.classList.toggle("counter--full", length === this.maxChars);
+    this.counter.classList.toggle("counter--over", over > 0);
+    if (over > 0) this.setFieldError("text", this.overLimitMessage(length));
+    else if (this.overLimit) this.clearFieldError("text");
+    this.overLimit = over > 0;
+  }
+
+  overLimitMessage(length) {
+    const over = length - this.maxChars;
+    return (
+      `Too long: ${msFormat.format(length)} characters, ${msFormat.format(over)} over the ` +
+      `${msFormat.format(this.maxChars)} limit. Nothing was cut; shorten it before sending.`
+    );
   }
 
   fieldError(name) {
@@ -306,6 +467,7 @@ class Console {
     this.form.classList.toggle("is-busy", busy);
     this.sendButton.setAttribute("aria-disabled", String(busy));
     $(".button__label", this.sendButton).textContent = busy ? "Working…" : "Send request";
+    this.stopButton.hidden = !busy;
   }
 
   csrfToken() {
@@ -330,6 +492,11 @@ class Console {
 
   async submit() {
     if (this.busy) return;
+    this.running = this.send();
+    await this.running;
+  }
+
+  async send() {
     this.clearErrors();
     const text = this.text.value.trim();
     if (!text) {
@@ -338,7 +505,7 @@ class Console {
       return;
     }
     if (charCount(text) > this.maxChars) {
-      this.setFieldError("text", `Keep it under ${msFormat.format(this.maxChars)} characters.`);
+      this.setFieldError("text", this.overLimitMessage(charCount(text)));
       this.text.focus();
       return;
     }
@@ -348,6 +515,8 @@ class Console {
 
     this.startResult(text, location);
     this.setBusy(true);
+    const controller = new AbortController();
+    this.controller = controller;
     let response;
     try {
       response = await fetch(this.api, {
@@ -355,8 +524,13 @@ class Console {
         credentials: "same-origin",
         headers: this.headers({ Accept: "text/event-stream" }),
         body: JSON.stringify(payload),
+        signal: controller.signal,
       });
     } catch {
+      if (controller.signal.aborted) {
+        await this.stopped();
+        return;
+      }
       this.failBeforeStart(
         "Could not reach ClubOS. Check the network connection and try again; your text is still in the box.",
       );
@@ -404,6 +578,10 @@ class Console {
         this.onDone(data, false);
       }
     } catch (error) {
+      if (controller.signal.aborted) {
+        await this.stopped();
+        return;
+      }
       if (this.current && !this.current.final) {
         this.failMidStream(
           this.current.id
@@ -432,20 +610,31 @@ class Console {
 
   startResult(text, location) {
     this.stopTimer();
-    this.current = { id: null, text, location, answerText: "", route: null, final: null };
+    this.current = {
+      id: null,
+      text,
+      location,
+      answerText: "",
+      route: null,
+      final: null,
+      suggested: null,
+    };
     this.result.hidden = false;
     if (this.idle) this.idle.hidden = true;
     this.result.classList.remove("result--emergency", "result--done");
     this.result.classList.add("result--working");
     this.banner.hidden = true;
     offerEmergencySwitch(this, null, false);
-    this.showAlerts([]);
+    this.routeHint.hidden = true;
+    this.alertLine.clear();
     this.badge.className = "badge badge--route badge--pending";
     this.badge.textContent = "Choosing route…";
     delete this.badge.dataset.route;
     this.how.textContent = "";
     setStatusPill(this.statusPill, "received", "Working");
-    this.request.textContent = text;
+    // An excerpt: the answer is what the person came for (the whole text is in the history).
+    this.request.textContent = excerpt(text, REQUEST_EXCERPT_CHARS);
+    this.request.title = text;
     this.requestLocation.textContent = location ? ` · ${location}` : "";
     this.answer.replaceChildren();
     this.answer.setAttribute("aria-busy", "true");
@@ -520,6 +709,40 @@ class Console {
     if (data.timings_ms) {
       setTiming($('[data-timing="routing"]', this.timings), data.timings_ms.routing);
     }
+    this.showRouteHint(data.suggested_route);
+  }
+
+  // A hand-chosen route the classifier strongly disagrees with: offer its choice, never
+  // impose it (the API's `suggested_route`).
+  showRouteHint(slug) {
+    const route = slug ? this.routes.get(slug) : null;
+    if (!this.current || !route || route.slug === this.current.route?.slug) {
+      this.routeHint.hidden = true;
+      return;
+    }
+    this.current.suggested = route.slug;
+    for (const node of this.routeHint.querySelectorAll("[data-hint-route]")) {
+      node.textContent = route.name;
+    }
+    this.routeHint.hidden = false;
+  }
+
+  // Ask the suggested route instead: the same text and location, sent again with that route
+  // (a request still streaming is stopped first).
+  async switchRoute() {
+    const current = this.current;
+    if (!current?.suggested) return;
+    this.routeHint.hidden = true;
+    if (this.busy) {
+      this.stop();
+      await this.running;
+    }
+    this.route.value = current.suggested;
+    this.text.value = current.text;
+    this.location.value = current.location || "";
+    this.clearFieldError("text");
+    this.updateCounter();
+    await this.submit();
   }
 
   onDelta(data) {
@@ -582,9 +805,15 @@ class Console {
       this.actions.hidden = false;
       if (data.escalated) this.markEscalated();
     }
-    this.showAlerts(data.alerts || [], Date.now() + ALERT_FOLLOW_MS);
+    this.alertLine.show(this.current.id, data.alerts || [], Date.now() + ALERT_FOLLOW_MS);
+    // The route event's hint, unless that was missed (a plain JSON answer); one dismissed stays so.
+    if (!this.current.suggested) this.showRouteHint(data.suggested_route);
+    this.copyButton.hidden = !text.trim();
     if (status === "ok" || status === "cached") {
+      // Ready for the next request, which starts with nothing of this one's: the location
+      // is offered again in the field's suggestions, never carried over unasked.
       this.text.value = "";
+      this.location.value = "";
       this.updateCounter();
     }
     this.revealResult();
@@ -637,9 +866,56 @@ class Console {
       this.actions.hidden = false;
       this.helpfulYes.hidden = true;
       this.helpfulNo.hidden = true;
+      this.copyButton.hidden = !this.current.answerText.trim();
     }
     if (this.current) this.current.final = { interrupted: true };
     this.announce(message);
+  }
+
+  stop() {
+    this.controller?.abort();
+  }
+
+  // The person pressed Stop. The server finishes the request's row when it sees the client go
+  // (status `abandoned`, with the text already sent): the console shows what it recorded.
+  async stopped() {
+    const current = this.current;
+    if (!current || current.final) return;
+    current.final = { stopped: true };
+    this.stopTimer();
+    this.setBusy(false);
+    this.result.classList.remove("result--working");
+    this.answer.setAttribute("aria-busy", "false");
+    this.answer.classList.remove("answer--waiting");
+    setStatusPill(this.statusPill, "abandoned", "Stopped");
+    this.resultError.textContent = current.id
+      ? "Stopped. What was shown is kept, and the request is saved in your history."
+      : "Stopped before ClubOS answered.";
+    this.resultError.hidden = false;
+    this.announce("Stopped.");
+    if (!current.id) return;
+    let data = null;
+    for (let tries = 0; tries < STOP_FOLLOW_TRIES && !data; tries += 1) {
+      const found = await fetchRequest(this.api, current.id);
+      if (found && found.status !== "received") data = found;
+      else await new Promise((resolve) => window.setTimeout(resolve, STOP_FOLLOW_MS));
+    }
+    if (this.current !== current || !data) return;
+    setStatusPill(this.statusPill, data.status);
+    this.actions.hidden = false;
+    this.helpfulYes.hidden = true;
+    this.helpfulNo.hidden = true;
+    this.copyButton.hidden = !current.answerText.trim();
+    this.prependHistory(data);
+  }
+
+  async copyAnswer() {
+    const text = (this.current?.answerText || "").trim();
+    const copied = text ? await copyText(text) : false;
+    this.setActionStatus(
+      copied ? "Answer copied." : "Could not copy: select the answer and copy it by hand.",
+      copied ? "ok" : "error",
+    );
   }
 
   announce(message) {
@@ -660,52 +936,10 @@ class Console {
     }
   }
 
-  // -- Slack alerts ----------------------------------------------------------------------------
-
-  // Show the request's alerts as recorded; while one is queued, read the request again every
-  // ALERT_POLL_MS until it is sent or failed (or `followUntil` passes).
-  showAlerts(alerts, followUntil = 0) {
-    if (this.alertPoll !== null) window.clearTimeout(this.alertPoll);
-    this.alertPoll = null;
-    const shown = alerts.length ? alertToShow(alerts) : null;
-    if (!shown) {
-      this.alertStatus.hidden = true;
-      this.alertStatus.textContent = "";
-      return;
-    }
-    const kind = shown.state === "sent" ? "ok" : shown.state === "queued" ? "" : "error";
-    this.alertStatus.className = `action-status alert-status${kind ? ` action-status--${kind}` : ""}`;
-    this.alertStatus.textContent = alertWording(shown);
-    this.alertStatus.hidden = false;
-    const id = this.current?.id;
-    if (id && alerts.some((a) => a.state === "queued") && Date.now() < followUntil) {
-      this.alertPoll = window.setTimeout(() => this.refreshAlerts(id, followUntil), ALERT_POLL_MS);
-    }
-  }
-
-  async refreshAlerts(id, followUntil) {
-    this.alertPoll = null;
-    let data = null;
-    try {
-      const response = await fetch(`${this.api}${encodeURIComponent(id)}/`, {
-        credentials: "same-origin",
-        headers: { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" },
-      });
-      if (response.ok) data = await response.json();
-    } catch {
-      data = null; // a network blip: try again on the next round
-    }
-    if (this.current?.id !== id) return; // the desk has moved on to another request
-    if (data && Array.isArray(data.alerts)) this.showAlerts(data.alerts, followUntil);
-    else if (Date.now() < followUntil) {
-      this.alertPoll = window.setTimeout(() => this.refreshAlerts(id, followUntil), ALERT_POLL_MS);
-    }
-  }
-
   // -- feedback and escalation ---------------------------------------------------------------
 
   resetActions() {
-    for (const button of [this.helpfulYes, this.helpfulNo, this.escalateButton]) {
+    for (const button of [this.helpfulYes, this.helpfulNo, this.escalateButton, this.copyButton]) {
       button.hidden = false;
       button.disabled = false;
       button.classList.remove("is-done");
@@ -736,8 +970,7 @@ class Console {
     if (returnFocus) this.helpfulNo.focus();
   }
 
-  async postAction(path, body) {
-    const id = this.current?.id;
+  async postAction(path, body, id = this.current?.id) {
     if (!id) throw new Error("no request");
     const response = await fetch(`${this.api}${encodeURIComponent(id)}/${path}/`, {
       method: "POST",
@@ -770,8 +1003,12 @@ class Console {
     for (const button of buttons) button.disabled = false;
     this.helpfulYes.setAttribute("aria-pressed", String(helpful));
     this.helpfulNo.setAttribute("aria-pressed", String(!helpful));
+    const item = this.historyItem(this.current?.id);
+    if (item) this.markHistoryHelpful(item, helpful);
     this.closeNegativeFeedback(false);
-    if (Array.isArray(data?.alerts)) this.showAlerts(data.alerts, Date.now() + ALERT_FOLLOW_MS);
+    if (Array.isArray(data?.alerts)) {
+      this.alertLine.show(this.current?.id, data.alerts, Date.now() + ALERT_FOLLOW_MS);
+    }
     this.setActionStatus(
       helpful
         ? "Thanks! Marked as helpful."
@@ -802,7 +1039,12 @@ class Console {
     this.updateHistoryStatus(this.current.id, "escalated");
     // Whether a manager was reached is the alert's to say (the alert status line), not ours.
     this.setActionStatus("Escalated.", "ok");
-    if (Array.isArray(data?.alerts)) this.showAlerts(data.alerts, Date.now() + ALERT_FOLLOW_MS);
+    if (Array.isArray(data?.alerts)) {
+      const followUntil = Date.now() + ALERT_FOLLOW_MS;
+      this.alertLine.show(this.current.id, data.alerts, followUntil);
+      const item = this.historyItem(this.current.id);
+      if (item) this.historyAlerts.get(item)?.show(this.current.id, data.alerts, followUntil);
+    }
   }
 
   // -- history -------------------------------------------------------------------------------
@@ -832,8 +1074,7 @@ class Console {
     setStatusPill(status, data.status || "error");
     top.appendChild(status);
     summary.appendChild(top);
-    const excerpt = this.current.text.length > 160 ? `${this.current.text.slice(0, 159)}…` : this.current.text;
-    summary.appendChild(el("span", "history__text", excerpt));
+    summary.appendChild(el("span", "history__text", excerpt(this.current.text, 160)));
     const meta = el("span", "history__meta");
     const total = data.timings_ms?.total;
     if (typeof total === "number") meta.appendChild(el("span", "history__ms", formatMs(total)));
@@ -845,6 +1086,7 @@ class Console {
     if (this.current.answerText.trim()) {
       const answer = el("div", "answer answer--compact");
       renderFormatted(answer, this.current.answerText);
+      rawAnswers.set(answer, this.current.answerText);
       detail.appendChild(answer);
     } else {
       detail.appendChild(el("p", "history__noanswer", "No answer was recorded."));
@@ -852,7 +1094,15 @@ class Console {
     details.appendChild(detail);
     item.appendChild(details);
 
+    this.history.querySelector(`li[data-id="${CSS.escape(this.current.id)}"]`)?.remove();
     this.history.prepend(item);
+    this.attachHistoryActions(item, {
+      id: this.current.id,
+      status: data.status,
+      escalated: Boolean(data.escalated),
+      helpful: null,
+      alerts: data.alerts || [],
+    });
     formatTime(time);
     item.classList.add("history__item--new");
     const size = Number(this.history.dataset.size) || 10;
@@ -860,24 +1110,117 @@ class Console {
     this.historyEmpty.hidden = true;
   }
 
+  historyItem(id) {
+    return id ? this.history?.querySelector(`li[data-id="${CSS.escape(id)}"]`) : null;
+  }
+
   updateHistoryStatus(id, status) {
-    const item = this.history?.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+    const item = this.historyItem(id);
     const pill = item?.querySelector(".status");
     if (pill) setStatusPill(pill, status);
+    if (item && status === "escalated") this.markHistoryEscalated(item);
+  }
+
+  // Items loaded with the page get the same actions as a fresh answer: feedback, escalate,
+  // copy, and the alert's recorded state (followed while it is queued).
+  initHistory() {
+    if (!this.history) return;
+    const data = $("#history-data");
+    const states = new Map(
+      (data ? JSON.parse(data.textContent) : []).map((state) => [state.id, state]),
+    );
+    for (const item of this.history.querySelectorAll("li[data-id]")) {
+      this.attachHistoryActions(item, states.get(item.dataset.id));
+    }
+  }
+
+  attachHistoryActions(item, state) {
+    const detail = $(".history__detail", item);
+    if (!detail || !this.historyTemplate || $(".history__actions", detail)) return;
+    detail.appendChild(this.historyTemplate.content.cloneNode(true));
+    const alertLine = new AlertLine($("[data-alert]", detail), this.api);
+    this.historyAlerts.set(item, alertLine);
+    $('[data-action="copy"]', detail).hidden = !$(".answer", detail);
+    if (!state) return;
+    if (state.helpful === true || state.helpful === false) this.markHistoryHelpful(item, state.helpful);
+    if (state.escalated || state.status === "escalated") this.markHistoryEscalated(item);
+    // A queued alert is followed until it is sent or failed, as for a fresh answer.
+    alertLine.show(state.id, state.alerts || [], Date.now() + ALERT_FOLLOW_MS);
+  }
+
+  markHistoryHelpful(item, helpful) {
+    $('[data-action="helpful"]', item).setAttribute("aria-pressed", String(helpful));
+    $('[data-action="not-helpful"]', item).setAttribute("aria-pressed", String(!helpful));
+  }
+
+  markHistoryEscalated(item) {
+    const button = $('[data-action="escalate"]', item);
+    if (!button) return;
+    button.disabled = true;
+    button.classList.add("is-done");
+    button.textContent = "Escalated";
+  }
+
+  async historyAction(item, button) {
+    const id = item.dataset.id;
+    const status = $("[data-status]", item);
+    const say = (message, kind) => {
+      status.textContent = message;
+      status.className = `action-status history__status${kind ? ` action-status--${kind}` : ""}`;
+    };
+    const action = button.dataset.action;
+    if (action === "copy") {
+      const text = rawAnswers.get($(".answer", item)) || "";
+      const copied = text.trim() ? await copyText(text) : false;
+      say(copied ? "Answer copied." : "Could not copy: select the answer and copy it by hand.", copied ? "ok" : "error");
+      return;
+    }
+    const more = $("[data-feedback-more]", item);
+    if (action === "not-helpful") {
+      // As on the answer card: say what was wrong (optional), then send.
+      more.hidden = false;
+      $("[data-comment]", more).focus();
+      return;
+    }
+    const escalating = action === "escalate";
+    const helpful = action === "helpful";
+    const body = { helpful };
+    if (action === "send-feedback") {
+      const comment = $("[data-comment]", more).value.trim();
+      if (comment) body.comment = comment;
+    }
+    button.disabled = true;
+    say(escalating ? "Escalating…" : "Saving…", "");
+    let data;
+    try {
+      data = escalating
+        ? await this.postAction("escalate", {}, id)
+        : await this.postAction("feedback", body, id);
+    } catch (error) {
+      button.disabled = false;
+      const what = escalating ? "Could not escalate" : "Feedback was not saved";
+      say(`${what}: ${error.message || "network error"}. Try again.`, "error");
+      return;
+    }
+    const followUntil = Date.now() + ALERT_FOLLOW_MS;
+    if (escalating) {
+      this.updateHistoryStatus(id, "escalated");
+      say("Escalated.", "ok");
+      if (this.current?.id === id) this.markEscalated();
+    } else {
+      button.disabled = false;
+      more.hidden = true;
+      this.markHistoryHelpful(item, helpful);
+      say(helpful ? "Thanks! Marked as helpful." : "Thanks, feedback recorded. The team will review this answer.", "ok");
+    }
+    if (Array.isArray(data?.alerts)) {
+      this.historyAlerts.get(item)?.show(id, data.alerts, followUntil);
+      if (this.current?.id === id) this.alertLine.show(id, data.alerts, followUntil);
+    }
   }
 }
 
 // --- Page setup -----------------------------------------------------------------------------
-
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
-const dayTimeFormat = new Intl.DateTimeFormat(undefined, {
-  weekday: "short",
-  day: "numeric",
-  month: "short",
-  hour: "numeric",
-  minute: "2-digit",
-});
-const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "medium" });
 
 // The one-tap switch: routing doubted a request it did not send to Emergency
 // (routing.possible_emergency), so the person can send the same text again as an
@@ -907,8 +1250,7 @@ function offerEmergencySwitch(desk, routing, emergency) {
 function formatTime(node) {
   const date = new Date(node.dateTime || node.getAttribute("datetime"));
   if (Number.isNaN(date.getTime())) return;
-  const today = new Date();
-  const sameDay = date.toDateString() === today.toDateString();
+  const sameDay = dayFormat.format(date) === dayFormat.format(new Date());
   node.textContent = sameDay ? timeFormat.format(date) : dayTimeFormat.format(date);
   node.title = fullFormat.format(date);
 }
@@ -918,7 +1260,11 @@ function init() {
   const isMac = /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
   for (const key of document.querySelectorAll("[data-mod-key]")) key.textContent = isMac ? "⌘" : "Ctrl";
   for (const node of document.querySelectorAll("time[datetime]")) formatTime(node);
-  for (const node of document.querySelectorAll("[data-format]")) renderFormatted(node, node.textContent.trim());
+  for (const node of document.querySelectorAll("[data-format]")) {
+    const text = node.textContent.trim();
+    rawAnswers.set(node, text);
+    renderFormatted(node, text);
+  }
   const form = document.getElementById("request-form");
   if (form) window.clubosConsole = new Console(form);
 }
