@@ -43,9 +43,11 @@ import psycopg  # noqa: E402
 
 from bench.procs import Processes, log, wait_until  # noqa: E402
 
-# Close paraphrases of requests the shipped router misroutes on the held-out set (found
-# with ``evaluate_router routing/data/eval_heldout.jsonl --show-errors``), written by hand:
-# the re-label must teach the meaning, not only the exact string.
+# Close paraphrases of requests the shipped router misrouted on the held-out set (found
+# with ``evaluate_router routing/data/eval_heldout.jsonl --show-errors``; the routing-safety
+# second pass fixed all but the door-codes one, so only that one is re-labelled now, the
+# others stay for a router that misroutes them), written by hand: the re-label must teach
+# the meaning, not only the exact string.
 PARAPHRASES: dict[str, list[str]] = {
     "ice machine line snapped, water pooling under the bar where all the cooler plugs are": [
         "the ice maker line broke and water is spreading under the bar toward the cooler plugs",

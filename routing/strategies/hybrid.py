@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 # emergency pages a manager. Cross-validated on routing/data, demanding 0.9 cut false
 # emergencies from 24 to 1 while still catching the one emergency the rules missed. With
 # the safety taxonomy's indirect emergencies to learn from, 0.8: no request of
-# routing/data/eval.jsonl that is not an emergency scores above 0.72.
+# routing/data/eval.jsonl that is not an emergency scores above 0.74 (README, "Routing safety").
 CLASSIFIER_EMERGENCY_MIN = 0.8
 # Rules silent, and the classifier gives Emergency at least this much without routing
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the

@@ -133,7 +133,8 @@ IDIOMS: tuple[str, ...] = (
     "emergency booking", "emergency bookings", "emergency refund", "emergency meeting",
     "emergency shift", "emergency cover", "emergency order", "emergency restock",
     "emergency alert banner", "smoke machine", "fog machine", "smoke effect", "fire emoji",
-    "fire emojis", "smoking hot", "blazing hot",
+    "fire emojis", "smoking hot", "blazing hot", "fire pit", "fire pits", "fire table",
+    "fire tables",
     # Golf and questions about safety rather than an incident.
     "water hazard", "water hazards", "hurting his score", "hurting her score",
     "hurting my score", "hurting their score", "hurt his score", "hurt my score", "snow melted",

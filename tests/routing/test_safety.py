@@ -89,6 +89,12 @@ def test_the_taxonomy_has_every_safety_category_with_enough_varied_examples():
         "he's WHEEZING and his lips are turning blue",
         "staff got zapped touching the kiosk",
         "someone is prowling round the car park trying door handles",
+        # What an alarm panel or a camera reports, not what a person would say.
+        "access control: staff entrance DOOR FORCED 01:12",
+        "there are people on the roof above bay 2 and we closed at midnight",
+        "camera shows a woman behind the front desk after close",
+        "some guy is rifling through the drawers in the office",
+        "a stranger is going through the lockers in the change room",
     ],
 )
 def test_the_safety_keywords_hold_across_word_forms(text):
@@ -115,6 +121,7 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "landlord booked the sprinkler inspection for friday morning",
         "keyboard got wet in the leak last night (fixed since), order a new one",
         "halloween copy: screams guaranteed, can you punch it up",
+        "who lights the fire pits on the patio before the 7pm group",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -128,6 +135,7 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "the fire alarm is going off and there's smoke in the hall",
         "after the power went out a customer fell down the stairs",
         "a customer cut his hand last night and it's bleeding again now",
+        "sparks from the fire pit set the patio umbrella on fire",
     ],
 )
 def test_an_incident_happening_now_still_forces_emergency(text):
@@ -146,6 +154,29 @@ def test_the_taxonomy_merge_is_idempotent_and_keeps_admin_edits():
     after = {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()}
     assert after == before
     assert "admin's own phrase" in Route.objects.get(slug="emergency").keyword_list
+
+
+def test_a_database_migrated_before_the_second_pass_gets_its_lines_once():
+    migration = importlib.import_module("routing.migrations.0005_safety_taxonomy_update")
+    break_ins = next(c for c in TAXONOMY["categories"] if c["slug"] == "break_in_intruder")
+    emergency = Route.objects.get(slug="emergency")
+    # As 0003 left a database before this pass: the newest line and keyword not there yet.
+    emergency.utterances = "\n".join(
+        u for u in emergency.utterance_list if u != break_ins["utterances"][-1]
+    )
+    emergency.keywords = "\n".join(
+        k for k in emergency.keyword_list if k != break_ins["keywords"][-1]
+    )
+    emergency.save()
+
+    migration.merge_taxonomy_and_training_lines(django_apps, None)
+    once = {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()}
+    migration.merge_taxonomy_and_training_lines(django_apps, None)
+
+    assert {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()} == once
+    emergency.refresh_from_db()
+    assert break_ins["utterances"][-1] in emergency.utterance_list
+    assert break_ins["keywords"][-1] in emergency.keyword_list
 
 
 # --------------------------------------------------------------------------- the data sets
