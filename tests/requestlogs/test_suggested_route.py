@@ -33,7 +33,7 @@ def test_a_strong_disagreement_is_a_hint_and_the_chosen_route_stays(
     body = response.json()
     assert body["suggested_route"] == "tech"
     assert body["route"]["slug"] == "booking"
-    assert body["routing"] == {"source": "manual", "confidence": 1.0}
+    assert body["routing"] == {"source": "manual", "confidence": 1.0, "possible_emergency": False}
     log = RequestLog.objects.get(pk=body["id"])
     assert log.route.slug == "booking" and log.routing_source == RoutingSource.MANUAL
     # The chosen route's one model call, and no other.

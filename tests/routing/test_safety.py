@@ -188,7 +188,7 @@ def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_line():
     ]
     trained = [_words(t) for t in taxonomy]
     close = []
-    for name in ("eval.jsonl", "eval_heldout.jsonl"):
+    for name in ("eval.jsonl", "eval_heldout.jsonl", "eval_fresh.jsonl"):
         for row in _rows(name):
             words = _words(row["text"])
             if any(len(words & t) / len(words | t) >= 0.75 for t in trained):
