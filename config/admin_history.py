@@ -10,13 +10,33 @@ change log of its own (``ChangeLogAdmin``): all its rows' changes, by date, user
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.utils import get_history_model_for_model
+
+
+def _key_or_404(model: type[models.Model], value: str) -> None:
+    """A 404 for an address whose id is not a key of ``model``: simple-history's views look
+    it up unchecked, and a query for ``id="abc"`` raised ValueError (a 500)."""
+    try:
+        model._meta.pk.to_python(unquote(value))
+    except ValidationError:
+        raise Http404(f"No {model._meta.verbose_name} has the id {value!r}.") from None
 
 
 class HistoryShownAdmin(SimpleHistoryAdmin):
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        _key_or_404(self.model, object_id)
+        response: HttpResponse = super().history_view(request, object_id, extra_context)
+        return response
+
     def history_form_view(
         self,
         request: HttpRequest,
@@ -28,6 +48,8 @@ class HistoryShownAdmin(SimpleHistoryAdmin):
         # (even with reverting switched off) through the change form, masked secrets included.
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
+        _key_or_404(self.model, object_id)
+        _key_or_404(get_history_model_for_model(self.model), version_id)
         response: HttpResponse = super().history_form_view(
             request, object_id, version_id, extra_context
         )

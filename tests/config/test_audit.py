@@ -155,6 +155,24 @@ def test_an_old_version_can_be_viewed_but_never_saved_back(
     assert (row.assistant_retries, row.slack_webhook_url) == (3, SECRET_A)
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("admin:config_systemconfig_history", ["abc"]),
+        ("admin:config_systemconfig_simple_history", ["abc", "1"]),
+        ("admin:config_systemconfig_simple_history", [SystemConfig.SINGLETON_PK, "abc"]),
+        ("admin:routing_route_history", ["not-a-number"]),
+        ("admin:routing_route_simple_history", ["1", "1.5"]),
+        ("admin:routing_knowledgeentry_history", ["%00"]),
+    ],
+)
+def test_a_history_address_with_a_malformed_id_is_not_found(client, operator, name, args):
+    system_config_update(assistant_retries=2)
+    client.force_login(operator)
+
+    assert client.get(reverse(name, args=args)).status_code == 404
+
+
 def test_support_staff_cannot_read_the_history(client):
     client.force_login(UserFactory(is_staff=True, groups=["support"]))
 
