@@ -253,6 +253,11 @@ def request_logs_mark_abandoned(*, older_than: timedelta | None = None) -> int:
 
 # Younger requests may still be running or about to get feedback: never deleted.
 RETENTION_MIN_DAYS = 1.0
+# A century: the cutoff stays a date (a million days before now is none, an OverflowError).
+RETENTION_MAX_DAYS = 36_525.0
+# Each batch is one transaction holding its rows' locks; a batch size the database's LIMIT
+# cannot take (beyond a 64-bit integer) failed with an IntegrityError or a DataError.
+RETENTION_MAX_BATCH = 100_000
 # The worker's scheduled run spends at most this long per sweep round (plus one batch), so
 # the other sweeps keep their 10 s rhythm while a backlog is worked off round by round.
 RETENTION_SWEEP_BUDGET_S = 5.0
@@ -307,12 +312,15 @@ def request_logs_delete_older_than(
     left); ``pause_s`` sleeps between batches to spread the load. ``progress`` is called
     after each batch. A dry run only counts.
     """
-    if days < RETENTION_MIN_DAYS:
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not days >= RETENTION_MIN_DAYS:
         raise ValueError(
             f"days must be at least {RETENTION_MIN_DAYS:g}: younger requests may still be running"
         )
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    if days > RETENTION_MAX_DAYS:
+        raise ValueError(f"days must be at most {RETENTION_MAX_DAYS:,g} (a century)")
+    if not 1 <= batch_size <= RETENTION_MAX_BATCH:
+        raise ValueError(f"batch_size must be from 1 to {RETENTION_MAX_BATCH:,}")
     started = time.monotonic()
     cutoff = timezone.now() - timedelta(days=days)
     old = RequestLog.objects.filter(created_at__lt=cutoff)

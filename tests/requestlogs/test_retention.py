@@ -6,6 +6,7 @@ newer requests stay, and requests keep being written while a purge runs.
 import gzip
 import io
 import json
+import math
 import os
 import threading
 import time
@@ -97,6 +98,12 @@ class TestTheService:
         with pytest.raises(ValueError, match="at least 1"):
             request_logs_delete_older_than(days=0.5)
 
+    @pytest.mark.parametrize("days", [math.nan, math.inf, 1e6])
+    def test_a_days_figure_that_is_not_a_span_of_dates_is_refused(self, history, days):
+        with pytest.raises(ValueError, match="days must be at"):
+            request_logs_delete_older_than(days=days)
+        assert RequestLog.objects.count() == 7
+
 
 @pytest.mark.django_db
 class TestTheCommand:
@@ -137,6 +144,22 @@ class TestTheCommand:
         call_command("purge_request_logs", stdout=io.StringIO())
 
         assert RequestLog.objects.count() == 2
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["--days", "nan"], "--days must be at least 1"),
+            (["--days", "inf"], "--days must be at most 36,525"),
+            (["--days", "1000000"], "--days must be at most 36,525"),
+            (["--days", "30", "--batch-size", "99999999999999999999"], "at most 100,000"),
+            (["--days", "30", "--pause", "inf"], "--pause must be a number of seconds"),
+            (["--days", "30", "--pause", "nan"], "--pause must be a number of seconds"),
+        ],
+    )
+    def test_out_of_range_numbers_get_a_message_and_delete_nothing(self, history, args, message):
+        with pytest.raises(CommandError, match=message):
+            call_command("purge_request_logs", *args, stdout=io.StringIO())
+        assert RequestLog.objects.count() == 7
 
     def test_with_no_retention_configured_asks_for_days(self, history, settings):
         settings.REQUEST_LOG_RETENTION_DAYS = 0

@@ -9,6 +9,7 @@ Each batch is one short transaction; requests keep being accepted and answered m
 """
 
 import gzip
+import math
 from argparse import ArgumentParser
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +20,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from requestlogs.services import (
+    RETENTION_MAX_BATCH,
+    RETENTION_MAX_DAYS,
     RETENTION_MIN_DAYS,
     PurgeProgress,
     request_logs_delete_older_than,
 )
+
+# Between batches; time.sleep() cannot take an infinite (or astronomically long) pause.
+PAUSE_MAX_S = 3600.0
 
 
 @contextmanager
@@ -91,15 +97,22 @@ class Command(BaseCommand):
                 raise CommandError(
                     "No retention is configured: pass --days or set REQUEST_LOG_RETENTION_DAYS."
                 )
-        if days < RETENTION_MIN_DAYS:
+        # NaN fails every comparison: each check is written so that it is refused.
+        if not days >= RETENTION_MIN_DAYS:
             raise CommandError(
                 f"--days must be at least {RETENTION_MIN_DAYS:g}: younger requests may still "
                 "be running."
             )
+        if days > RETENTION_MAX_DAYS:
+            raise CommandError(f"--days must be at most {RETENTION_MAX_DAYS:,g} (a century).")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if options["batch_size"] > RETENTION_MAX_BATCH:
+            raise CommandError(f"--batch-size must be at most {RETENTION_MAX_BATCH:,}.")
         if options["pause"] < 0:
             raise CommandError("--pause cannot be negative.")
+        if not math.isfinite(options["pause"]) or options["pause"] > PAUSE_MAX_S:
+            raise CommandError(f"--pause must be a number of seconds up to {PAUSE_MAX_S:g}.")
         counted = request_logs_delete_older_than(days=days, dry_run=True)
         if options["dry_run"]:
             self.stdout.write(
