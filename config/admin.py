@@ -1,5 +1,7 @@
 """The system configuration in the admin: one row, edited in place, saved through the service."""
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin
@@ -9,7 +11,7 @@ from django.urls import reverse
 from rest_framework.settings import api_settings
 
 from config.admin_history import ChangeLogAdmin, HistoryShownAdmin
-from config.audit import AUDIT_ADMIN
+from config.audit import AUDIT_ADMIN, secret_mask
 from config.models import SystemConfig
 from config.selectors import system_config_load
 from config.services import system_config_update
@@ -109,8 +111,39 @@ class SystemConfigAdmin(HistoryShownAdmin):
         ),
         (None, {"fields": ("updated_at",)}),
     )
-    readonly_fields = ("slack_webhook_in_use", "throttle_defaults", "updated_at")
+    readonly_fields = (
+        "slack_webhook_in_use",
+        "slack_webhook_masked",
+        "throttle_defaults",
+        "updated_at",
+    )
     save_on_top = False
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: SystemConfig | None = None
+    ) -> list[tuple[str | None, dict[str, Any]]]:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, the field would print the webhook URL, a credential, to someone who may
+        # not change it: they see its mask, as in the history.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        "slack_webhook_masked" if field == "slack_webhook_url" else field
+                        for field in options["fields"]
+                    ),
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    @admin.display(description="Slack webhook URL")
+    def slack_webhook_masked(self, obj: SystemConfig) -> str:
+        return secret_mask(obj.slack_webhook_url) or "—"
 
     @admin.display(description="Webhook in use")
     def slack_webhook_in_use(self, obj: SystemConfig) -> str:

@@ -3,6 +3,7 @@ old and new value, in the admin; the Slack webhook URL never appears there in cl
 """
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from config.audit import AUDIT_ADMIN, AUDIT_SYSTEM, secret_mask
@@ -171,6 +172,32 @@ def test_a_history_address_with_a_malformed_id_is_not_found(client, operator, na
     client.force_login(operator)
 
     assert client.get(reverse(name, args=args)).status_code == 404
+
+
+def test_staff_who_may_only_view_the_config_see_the_webhook_masked_on_it_too(client):
+    system_config_update(slack_webhook_url=SECRET_A)
+    system_config_update(assistant_retries=2)
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_systemconfig"))
+    client.force_login(viewer)
+    version = SystemConfig.history.latest().history_id
+
+    pages = [
+        client.get(change_url()),
+        client.get(history_url()),
+        client.get(
+            reverse(
+                "admin:config_systemconfig_simple_history",
+                args=[SystemConfig.SINGLETON_PK, version],
+            )
+        ),
+    ]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert SECRET_A not in page.content.decode()
+        assert "AbCdEf" not in page.content.decode()
+    assert secret_mask(SECRET_A) in pages[0].content.decode()
 
 
 def test_support_staff_cannot_read_the_history(client):
