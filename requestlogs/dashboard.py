@@ -27,6 +27,9 @@ from requestlogs.models import RequestLog, RoutingSource
 from requestlogs.stats import PERCENTILES, TIMING_FIELDS, TimingDashboard, timing_dashboard_get
 
 PERMISSION = "requestlogs.view_dashboard"
+# The log export's rows (each request's text and location) are the request log's own: only
+# for those who may read the log in the admin, whatever the dashboard shows them.
+LOG_PERMISSION = "requestlogs.view_requestlog"
 
 # A period's length and the bucket its charts use: a few dozen bars at most.
 PERIODS: dict[str, tuple[str, timedelta, timedelta]] = {
@@ -306,6 +309,8 @@ def dashboard_view(
     export = request.GET.get("export")
     name = f"{_stamp(since)}-{_stamp(until)}"
     if export == "log":
+        if not request.user.has_perm(LOG_PERMISSION):
+            raise PermissionDenied
         response = StreamingHttpResponse(_log_csv(since, until), content_type=CSV_TYPE)
         _attachment(response, f"requests-{name}.csv")
         return response

@@ -237,6 +237,23 @@ def test_the_permission_opens_it_and_the_admin_index_links_it(client):
     assert f'href="{DASHBOARD}"' in client.get(reverse("admin:index")).content.decode()
 
 
+def test_the_request_log_export_needs_the_permission_to_read_the_log(client):
+    RequestLogFactory(text="Customer locked out of bay 4", created_at=timezone.now() - HOUR)
+    staff = UserFactory(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client.force_login(staff)
+
+    page = client.get(DASHBOARD)
+
+    assert page.status_code == 200
+    assert "export=log" not in page.content.decode()
+    assert client.get(DASHBOARD, {"export": "figures"}).status_code == 200
+    assert client.get(DASHBOARD, {"export": "log"}).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_requestlog"))
+    (row,) = _csv(client.get(DASHBOARD, {"export": "log"}))
+    assert row["text"] == "Customer locked out of bay 4"
+
+
 def test_people_who_are_not_staff_are_sent_to_the_login(client):
     client.force_login(UserFactory())
 
