@@ -133,6 +133,14 @@ def test_search_and_date_hierarchy(admin_client_):
     assert frozen in response.context["cl"].result_list
 
 
+@pytest.mark.parametrize("lookup", ["text__regex", "answer__iregex"])
+def test_a_regular_expression_in_the_lists_address_is_refused(admin_client_, lookup):
+    RequestLogFactory(text="TrackMan frozen in bay 3")
+
+    assert admin_client_.get(LOGS, {lookup: "(bay"}).status_code == 400
+    assert admin_client_.get(LOGS, {"text__icontains": "(bay"}).status_code == 200
+
+
 def test_changelist_query_count_does_not_grow_with_rows(
     admin_client_, django_assert_max_num_queries
 ):
