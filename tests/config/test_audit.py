@@ -200,6 +200,17 @@ def test_staff_who_may_only_view_the_config_see_the_webhook_masked_on_it_too(cli
     assert secret_mask(SECRET_A) in pages[0].content.decode()
 
 
+def test_a_regular_expression_in_a_change_logs_address_is_refused(client, operator):
+    system_config_update(assistant_retries=2)
+    client.force_login(operator)
+    change_log = reverse("admin:config_historicalsystemconfig_changelist")
+    routes = reverse("admin:routing_route_changelist")
+
+    assert client.get(change_log, {"history_change_reason__regex": "("}).status_code == 400
+    assert client.get(routes, {"instructions__iregex": "("}).status_code == 400
+    assert client.get(change_log, {"history_change_reason": "system"}).status_code == 200
+
+
 def test_support_staff_cannot_read_the_history(client):
     client.force_login(UserFactory(is_staff=True, groups=["support"]))
 
