@@ -17,12 +17,18 @@ class ClubOSAdminSite(admin.AdminSite):
         # Imported here: this module is loaded early in app loading, before ModelAdmin can be
         # subscripted at run time (config.admin_dates writes ModelAdmin[Any]).
         from config.admin_dates import OutOfRangeDatesRefusedMixin
+        from config.admin_history import RegexLookupsRefused
 
         admin_class = admin_class or admin.ModelAdmin
-        if not issubclass(admin_class, OutOfRangeDatesRefusedMixin):
+        guards = tuple(
+            guard
+            for guard in (RegexLookupsRefused, OutOfRangeDatesRefusedMixin)
+            if not issubclass(admin_class, guard)
+        )
+        if guards:
             admin_class = type(
                 admin_class.__name__,
-                (OutOfRangeDatesRefusedMixin, admin_class),
+                (*guards, admin_class),
                 {"__module__": admin_class.__module__, "__doc__": admin_class.__doc__},
             )
         super().register(model_or_iterable, admin_class, **options)

@@ -64,3 +64,23 @@ def test_a_date_in_range_still_filters(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     page = client.get("/admin/knox/authtoken/?created__year=2026&created__month=12")
     assert page.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_change_list_runs_a_regular_expression_from_its_address(client):
+    """A malformed pattern was a 500 on SQLite, and any pattern runs on every row: each list
+    (users, tokens, login attempts too) refuses it as a lookup it cannot use."""
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    client.raise_request_exception = False
+    answered: dict[str, int] = {}
+    for model in admin.site._registry:
+        text = next(
+            (f.name for f in model._meta.get_fields() if isinstance(f, models.CharField)), None
+        )
+        if text is None:
+            continue
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/?{text}__regex=("
+        answered[url] = client.get(url).status_code
+    assert any(url.startswith("/admin/auth/user/?") for url in answered)
+    assert {url: code for url, code in answered.items() if code >= 500} == {}
+    assert set(answered.values()) <= {302, 400}
