@@ -12,8 +12,8 @@ Two parts:
    event loop (uvloop, as a worker), in alternating rounds with monitoring on and off (off:
    the handler built without ``RequestIdMiddleware`` and ``request_observe`` a no-op), as
    ``bench/lent_threads.py`` measures. The fake upstream runs in its own process (0.3 s to
-   the first token, 1.5 s per call). Uses this worktree's own database and Redis db (h3, 8):
-   ``manage.py migrate`` them first.
+   the first token, 1.5 s per call). Uses the ``clubos_bench`` database and Redis db 2 that
+   ``bench/run.py`` leaves behind (run that first), as ``bench/lent_threads.py`` does.
 
     .venv/bin/python bench/metrics_cost.py
     .venv/bin/python bench/metrics_cost.py --server [--clients 50] [--requests 250] [--rounds 3]
@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import timeit
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FAKE_PORT = 18803
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-metrics-cost")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clubos.settings")
 
@@ -137,40 +135,13 @@ def calls_report() -> None:
 
 
 async def serve_rounds(args: argparse.Namespace) -> None:
-    import asyncio
-
-    from asgiref.sync import sync_to_async
+    from django.conf import settings
     from django.core.handlers.asgi import ASGIHandler
     from django.test import override_settings
 
     import clubos.asgi as served
     import requestlogs.pipeline as pipeline
-    from bench.lent_threads import round_of
-
-    lifespan: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-
-    async def ignore(message: dict[str, Any]) -> None:
-        return None
-
-    running = asyncio.ensure_future(served.application({"type": "lifespan"}, lifespan.get, ignore))
-    await lifespan.put({"type": "lifespan.startup"})
-    await asyncio.sleep(1)
-
-    def token() -> str:
-        from django.contrib.auth import get_user_model
-
-        from accounts.services import api_token_create
-
-        user, _ = get_user_model().objects.get_or_create(username="bench-metrics")
-        return api_token_create(user=user)[1]
-
-    headers = [
-        (b"host", b"127.0.0.1"),
-        (b"authorization", f"Token {await sync_to_async(token)()}".encode()),
-        (b"content-type", b"application/json"),
-        (b"accept", b"text/event-stream"),
-    ]
-    from django.conf import settings
+    from bench.lent_threads import app_started, round_of
 
     with override_settings(
         MIDDLEWARE=[m for m in settings.MIDDLEWARE if not m.endswith("RequestIdMiddleware")]
@@ -188,18 +159,17 @@ async def serve_rounds(args: argparse.Namespace) -> None:
         pipeline.request_observe = observe if way == "on" else unobserved  # type: ignore[assignment]
 
     results: dict[str, list[dict[str, Any]]] = {"on": [], "off": []}
-    for way in results:  # warm-up
-        use(way)
-        await round_of(served.served, way, args.clients, args.clients, headers)
-    for _ in range(args.rounds):
-        for way in results:
+    async with app_started("bench-metrics") as headers:
+        for way in results:  # warm-up
             use(way)
-            results[way].append(
-                await round_of(served.served, way, args.clients, args.requests, headers)
-            )
-    use("on")
-    await lifespan.put({"type": "lifespan.shutdown"})
-    await running
+            await round_of(served.served, way, args.clients, args.clients, headers)
+        for _ in range(args.rounds):
+            for way in results:
+                use(way)
+                results[way].append(
+                    await round_of(served.served, way, args.clients, args.requests, headers)
+                )
+        use("on")
     print(
         f"\nserver CPU per streamed submit, {args.clients} concurrent clients, "
         f"{args.rounds} rounds of {args.requests} each way (alternating)"
@@ -214,47 +184,21 @@ async def serve_rounds(args: argparse.Namespace) -> None:
 
 
 def server_report(args: argparse.Namespace) -> None:
-    import urllib.request
+    # bench/lent_threads.py's environment (the clubos_bench database a full bench/run.py
+    # leaves behind, Redis db 2, its fake upstream's port), set as it is imported.
+    from bench.lent_threads import run_beside_the_fake_upstream
 
-    os.environ.update(
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/h3",
-        REDIS_URL="redis://127.0.0.1:6379/8",
-        OPENAI_API_KEY="bench",
-        OPENAI_BASE_URL=f"http://127.0.0.1:{FAKE_PORT}/v1",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        DJANGO_SECURE_SSL_REDIRECT="0",
-        THROTTLE_SUBMIT_RATE="1000000/min",
-        # The log lines go to a file, as a server's stderr would to its collector.
-        REQUEST_LOG_LEVEL="INFO",
-    )
-    fake = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "devtools.fake_openai", "--port", str(FAKE_PORT)),
-            *("--ttft", "0.3", "--latency", "1.5", "--tick", "0.05"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{FAKE_PORT}/_fake/behaviour", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        import uvloop
+    # The log lines go to a file, as a server's stderr would to its collector.
+    os.environ["REQUEST_LOG_LEVEL"] = "INFO"
 
-        import clubos.asgi  # noqa: F401  (start-up work, before the loop: as a server does)
-
+    async def measured() -> None:
         with tempfile.TemporaryFile("w") as lines:
             handler = logging.getLogger("clubos.requests").handlers[0]
             handler.setStream(lines)  # type: ignore[attr-defined]
             logging.getLogger().setLevel(logging.WARNING)
-            uvloop.run(serve_rounds(args))
-    finally:
-        fake.terminate()
-        fake.wait(10)
+            await serve_rounds(args)
+
+    run_beside_the_fake_upstream(measured)
 
 
 if __name__ == "__main__":
