@@ -74,21 +74,20 @@ async def request_log_finish(log: RequestLog) -> bool:
     try:
         await _finish_once(log)
         return True
-    except (IntegrityError, psycopg.errors.ForeignKeyViolation) as exc:
-        if log.route_id is None:
-            raise
-        # The route was deleted while its request was being answered (or this process's
-        # catalog still named a route deleted a moment ago): keep the answer and the timings,
-        # without the route, rather than a row that no retry could ever finish.
-        logger.warning(
-            "request %s: route %s no longer exists (%s); its row is finished without a route",
-            log.pk,
-            log.route_id,
-            exc,
-        )
-        log.route = None
-        return await request_log_finish(log)
     except Exception as exc:
+        route_gone = isinstance(exc, IntegrityError | psycopg.errors.ForeignKeyViolation)
+        if route_gone and log.route_id is not None:
+            # The route was deleted while its request was being answered (or this process's
+            # catalog still named a route deleted a moment ago): keep the answer and the
+            # timings, without the route, rather than a row that no retry could ever finish.
+            logger.warning(
+                "request %s: route %s no longer exists (%s); its row is finished without it",
+                log.pk,
+                log.route_id,
+                exc,
+            )
+            log.route = None
+            return await request_log_finish(log)
         logger.warning(
             "request %s: its final write failed (%s: %s); retrying in the background",
             log.pk,
