@@ -132,6 +132,8 @@ IDIOMS: tuple[str, ...] = (
     # Emergency as a business adjective, and show effects and marketing heat.
     "emergency booking", "emergency bookings", "emergency refund", "emergency meeting",
     "emergency shift", "emergency cover", "emergency order", "emergency restock",
+    "emergency fix", "emergency fixes", "emergency repair", "emergency repairs",
+    "emergency ticket", "emergency callout", "emergency call out", "emergency maintenance",
     "emergency alert banner", "smoke machine", "fog machine", "smoke effect", "fire emoji",
     "fire emojis", "smoking hot", "blazing hot", "fire pit", "fire pits", "fire table",
     "fire tables",
@@ -139,6 +141,11 @@ IDIOMS: tuple[str, ...] = (
     "water hazard", "water hazards", "hurting his score", "hurting her score",
     "hurting my score", "hurting their score", "hurt his score", "hurt my score", "snow melted",
     "ice melted", "say about injuries", "whether we have an aed", "have an aed on site",
+    # Training and certificates: a question about staff, not a person in trouble.
+    "cpr trained", "cpr certified", "cpr certification", "cpr certificate", "cpr training",
+    "cpr course", "cpr class", "cpr refresher", "first aid trained", "first aid training",
+    "first aid certified", "first aid certificate", "first aid course", "first aid refresher",
+    "restock the first aid", "restock first aid", "first aid kit restock",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
@@ -151,6 +158,8 @@ _ROUTINE_CHECK = frozenset(
     }
 )
 _ROUTINE_AFTER = 2
+# ... or one of these right before it: "testing the sprinklers", "the planned power shutdown".
+_ROUTINE_BEFORE = frozenset({"test", "testing", "inspect", "inspecting", "planned", "scheduled"})
 
 # Emergencies happen right now. A match with a day or more ago beside it in its clause
 # ("refund for last week's power cut", "the fight back in june") is history; so is one
@@ -168,21 +177,35 @@ _LONG_AGO = frozenset(
         ("last", "weekend"), ("last", "weekends"), ("last", "year"), ("last", "years"),
         ("last", "season"), ("last", "time"), ("yesterday",), ("yesterdays",), ("days", "ago"),
         ("weeks", "ago"), ("months", "ago"), ("years", "ago"), ("week", "ago"),
-        ("month", "ago"), ("year", "ago"),
+        ("month", "ago"), ("year", "ago"), ("last", "nights"), ("this", "mornings"),
         *(("last", day) for day in _WEEKDAYS), *(("last", f"{day}s") for day in _WEEKDAYS),
-        *(("back", "in", month) for month in _MONTHS),
+        *(("back", "in", month) for month in _MONTHS), *(("in", month) for month in _MONTHS),
+        # It happened somewhere else: "broke his arm skiing, wants to move his lessons".
+        ("skiing",), ("snowboarding",), ("on", "holiday"), ("on", "vacation"), ("at", "home"),
+        ("playing", "football"), ("playing", "soccer"), ("playing", "hockey"),
+        ("playing", "rugby"), ("playing", "basketball"), ("at", "the", "gym"),
     }
 )
-_RECENTLY = frozenset(
-    {("last", "night"), ("last", "nights"), ("this", "morning"), ("earlier", "today")}
-)
+_RECENTLY = frozenset({("last", "night"), ("this", "morning"), ("earlier", "today")})
 _OVER = (
     ("fixed", "since"), ("since", "fixed"), ("all", "handled"), ("been", "handled"),
     ("all", "good", "now"), ("fine", "now"), ("totally", "fine"), ("back", "since"),
     ("been", "back"), ("back", "open"), ("cleanup", "done"), ("cleaned", "up"),
-    ("repaired",), ("repairs",), ("resolved",), ("insurance", "done"),
+    ("repaired",), ("repairs",), ("resolved",), ("insurance", "done"), ("already", "checked"),
+    ("checked", "him", "out"), ("checked", "her", "out"), ("checked", "them", "out"),
+    ("got", "checked"), ("been", "checked"), ("all", "clear"), ("taken", "care", "of"),
+    ("cleanup", "finished"), ("cleanup", "complete"), ("was", "fixed"), ("got", "fixed"),
+    ("been", "fixed"), ("is", "fixed"), ("now", "fixed"), ("turned", "out", "fine"),
+    ("false", "alarm"),
 )
-_PAST_WINDOW = 5
+# Words far apart in one clause still share it: "flood cleanup in bay 9 finished last month".
+_PAST_WINDOW = 10
+# ...unless the words beside it say it is happening again or now: "the pipe that burst last week is
+# leaking again" is a live leak.
+_HAPPENING_NOW = (("again",), ("right", "now"), ("currently",), ("at", "the", "moment"))
+_NOW_WINDOW = 4
+# "after the flood", "after last night's power cut": what follows is its aftermath.
+_AFTERMATH_WINDOW = 3
 
 # Asking for words anywhere in the text ("... can you punch it up", "help me reply"), not
 # only at its start: BrandTone's job, as the opening wording verbs above.
@@ -192,7 +215,9 @@ _WORDING_PHRASES = (
     ("how", "should", "we", "respond"), ("how", "should", "i", "answer"),
     ("how", "should", "i", "reply"), ("how", "should", "i", "respond"), ("on", "brand"),
     ("banner", "text"), ("reminder", "post"), ("announcement", "that"), ("halloween", "copy"),
-    ("caption", "for"),
+    ("caption", "for"), ("review", "reply"), ("polite", "response"), ("polite", "reply"),
+    ("promo", "line"), ("promo", "copy"), ("sms", "blast"), ("email", "blast"),
+    ("friendly", "tone"),
 )
 
 # Requests for *wording* about an incident ("write an apology for last night's power
@@ -209,6 +234,9 @@ _WORDING_VERBS = frozenset(
     }
 )
 _REPLY_VERBS = frozenset({"reply", "respond", "answer"})
+# Verbs that ask for words about something wherever they stand: "...the 'emergency golf
+# fix' ad is insensitive, can you rewrite it".
+_EDITING_VERBS = frozenset({"rewrite", "reword", "rephrase", "proofread", "redraft"})
 _REPLY_OBJECTS = frozenset(
     {
         "review", "reviews", "comment", "comments", "post", "email", "message", "dm", "tweet",
@@ -269,6 +297,7 @@ CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
     "not waking up": DEVICE_WORDS,
     "isnt waking up": DEVICE_WORDS,
     "smashed": DEVICE_WORDS,
+    "no power": DEVICE_WORDS,
     "shattered": DEVICE_WORDS,
     "leak": _DATA_WORDS,
     "faint": _FAINT_WORDS,
@@ -337,6 +366,7 @@ def stem(word: str) -> str:
 
 
 _FILLER_STEMS = frozenset(stem(w) for w in FILLERS | POSSESSIVES)
+DEVICE_STEMS = frozenset(stem(w) for w in DEVICE_WORDS)
 
 
 def _fold(text: str) -> str:
@@ -459,13 +489,14 @@ def _compile(catalog: RouteCatalog) -> _Compiled:
                 continue
             seen.add(stems)
             context = contexts.get(stems) if route.is_emergency else None
+            stemmed = frozenset(stem(w) for w in context) if context else frozenset()
             phrase = _Phrase(
                 text=keyword,
                 stems=stems,
                 slug=route.slug,
                 emergency=route.is_emergency,
                 weight=float(len(stems)),
-                context=frozenset(stem(w) for w in context) if context else frozenset(),
+                context=DEVICE_STEMS if stemmed == DEVICE_STEMS else stemmed,
             )
             by_first.setdefault(stems[0], []).append(phrase)
             if route.is_emergency and len(stems) == 1 and len(stems[0]) >= _FUZZY_MIN_LEN:
@@ -492,6 +523,14 @@ def _correct_typos(stems: list[str], compiled: _Compiled) -> list[str]:
         return stems
     out = stems
     for i, s in enumerate(stems):
+        if s.endswith("in") and len(s) > 4 and s not in compiled.vocabulary:
+            # A dropped g: "bleedin", "burnin", "smokin".
+            dropped = stem(s + "g")
+            if dropped in compiled.vocabulary:
+                if out is stems:
+                    out = list(stems)
+                out[i] = dropped
+                continue
         if len(s) < _FUZZY_MIN_LEN - 1 or s in compiled.vocabulary or s in _FUZZY_SAFE:
             continue
         for variant in _deletes(s):
@@ -536,6 +575,8 @@ def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> b
     Scans outwards; a person word met first before the match settles it the other way.
     """
     clause = text.clauses[start]
+    if context is DEVICE_STEMS and _bay_is_subject(text, start, end):
+        return True
     for step, limit, i in ((-1, _CONTEXT_BEFORE, start - 1), (1, _CONTEXT_AFTER, end)):
         counted = 0
         while 0 <= i < len(text.words) and text.clauses[i] == clause and counted < limit:
@@ -548,6 +589,104 @@ def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> b
                 counted += 1
             i += step
     return False
+
+
+# "bay 2 still won't wake up": the bay (its simulator) is what does not respond. "The guy in
+# bay 2 won't wake up" is a person: after "in"/"at"... the bay is only where it happens.
+_BAY_WORDS = frozenset({"bay", "bays", "sim", "sims"})
+_PLACE_PREPOSITIONS = frozenset(
+    {"in", "at", "from", "by", "near", "outside", "behind", "to", "into", "on", "inside", "next"}
+)
+_SUBJECT_SKIP = frozenset(
+    {
+        "is",
+        "was",
+        "are",
+        "were",
+        "s",
+        "just",
+        "still",
+        "now",
+        "totally",
+        "completely",
+        "has",
+        "have",
+        "got",
+        "keeps",
+        "kept",
+        "and",
+        "the",
+        "a",
+        "its",
+        "again",
+        "also",
+    }
+)
+
+
+def _bay_is_subject(text: _Text, start: int, end: int) -> bool:
+    """The match's subject is a bay or a sim, not a person in one."""
+    clause, words = text.clauses[start], text.words
+    if any(
+        w in PERSON_WORDS
+        for i, w in enumerate(words[end : end + _CONTEXT_AFTER], end)
+        if text.clauses[i] == clause
+    ):
+        return False
+    i = start - 1
+    while (
+        i >= 0 and text.clauses[i] == clause and (words[i] in _SUBJECT_SKIP or words[i].isdigit())
+    ):
+        i -= 1
+    if i < 0 or text.clauses[i] != clause or words[i] not in _BAY_WORDS:
+        return False
+    return i == 0 or text.clauses[i - 1] != clause or words[i - 1] not in _PLACE_PREPOSITIONS
+
+
+# Keywords that mean something else when one of these words follows them closely: a
+# customer "threatening a chargeback" or "a bad review", a screen "bleeding colour".
+_BUSINESS_THREATS = frozenset(
+    {
+        "chargeback",
+        "chargebacks",
+        "review",
+        "reviews",
+        "sue",
+        "lawyer",
+        "legal",
+        "cancel",
+        "dispute",
+        "refund",
+        "complain",
+        "complaint",
+        "report",
+        "yelp",
+        "google",
+        "bbb",
+        "unsubscribe",
+    }
+)
+_AFTER_ONLY_CONTEXT: dict[str, frozenset[str]] = {
+    "threat": _BUSINESS_THREATS,
+    "threaten": _BUSINESS_THREATS,
+    "bleed": frozenset({"colour", "color", "colours", "colors", "pixels", "light"}),
+}
+_AFTER_ONLY_WINDOW = 4
+
+
+def _followed_by(text: _Text, start: int, end: int) -> bool:
+    """A word that gives the match another sense follows it closely in its clause."""
+    if end - start != 1:
+        return False
+    context = _AFTER_ONLY_CONTEXT.get(text.stems[start])
+    if context is None:
+        return False
+    clause = text.clauses[start]
+    return any(
+        w in context
+        for i, w in enumerate(text.words[end : end + _AFTER_ONLY_WINDOW], end)
+        if text.clauses[i] == clause
+    )
 
 
 def _has(words: list[str], phrase: tuple[str, ...], lo: int = 0, hi: int | None = None) -> bool:
@@ -564,9 +703,7 @@ def _routine_check(text: _Text, start: int, end: int) -> bool:
         w for i, w in enumerate(words[end : end + _ROUTINE_AFTER], end) if text.clauses[i] == clause
     ]
     before = words[max(start - 2, 0) : start]
-    return any(w in _ROUTINE_CHECK for w in after) or any(
-        w in {"test", "testing", "inspect", "inspecting"} for w in before
-    )
+    return any(w in _ROUTINE_CHECK for w in after) or any(w in _ROUTINE_BEFORE for w in before)
 
 
 def _in_the_past(text: _Text, start: int, end: int) -> bool:
@@ -577,8 +714,14 @@ def _in_the_past(text: _Text, start: int, end: int) -> bool:
         lo += 1
     while hi > end and (hi > len(words) or text.clauses[hi - 1] != clause):
         hi -= 1
+    near_lo = max(lo, start - _NOW_WINDOW)
+    near_hi = min(hi, end + _NOW_WINDOW)
+    if any(_has(words, marker, near_lo, near_hi) for marker in _HAPPENING_NOW):
+        return False
     if any(_has(words, marker, lo, hi) for marker in _LONG_AGO):
         return True
+    if "after" in words[max(lo, start - _AFTERMATH_WINDOW) : start]:
+        return True  # "after last night's power cut the sims can't find the server"
     if any(_has(words, marker, lo, hi) for marker in _OVER):
         return True  # "(police + insurance done)"
     return any(_has(words, marker, lo, hi) for marker in _RECENTLY) and any(
@@ -593,15 +736,23 @@ def _is_wording_request(text: _Text) -> bool:
         return False
     if any(_has(words, phrase) for phrase in _WORDING_PHRASES):
         return True
+    if any(w in _EDITING_VERBS for w in words):
+        return True
     for i, word in enumerate(words[:8]):
         if word in _POLITE:
             continue
         if word in _WORDING_VERBS:
             return True
         if word in _REPLY_VERBS:
-            return any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 5])
+            return any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 8])
         return False
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyAssessment:
+    route: RouteSnapshot | None  # the emergency route a keyword forces, if any
+    dismissed: tuple[str, ...]  # emergency keywords present but set aside by a guard
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,7 +762,17 @@ class _Match:
     end: int
 
 
-def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[_Match]:
+def _matches(
+    text: _Text,
+    compiled: _Compiled,
+    *,
+    emergency_only: bool,
+    dismissed: list[_Match] | None = None,
+) -> list[_Match]:
+    """The keyword matches that count. An emergency keyword used in another sense or about
+    another time (an idiom, a wording request, a test, the past, "a chargeback threat")
+    goes to ``dismissed`` instead; a negated one or one about equipment is simply not a
+    match ("nobody is smoking", "the kiosk is unresponsive")."""
     stems = _correct_typos(text.stems, compiled)
     found: list[_Match] = []
     idioms: list[tuple[int, int]] | None = None
@@ -626,17 +787,22 @@ def _matches(text: _Text, compiled: _Compiled, *, emergency_only: bool) -> list[
             if phrase.emergency:
                 if wording is None:
                     wording = _is_wording_request(text)
-                if wording:
-                    continue
                 if idioms is None:
                     idioms = _idiom_spans(stems, compiled)
-                if any(a <= i and end <= b for a, b in idioms):
-                    continue
-                if _negated(text, i):
-                    continue
-                if _routine_check(text, i, end) or _in_the_past(text, i, end):
-                    continue
-                if phrase.context and _in_context(text, i, end, phrase.context):
+                if _negated(text, i) or (
+                    phrase.context and _in_context(text, i, end, phrase.context)
+                ):
+                    continue  # not this thing ("nobody hurt", "the kiosk is unresponsive")
+                if (
+                    wording
+                    or any(a <= i and end <= b for a, b in idioms)
+                    or _routine_check(text, i, end)
+                    or _in_the_past(text, i, end)
+                    or _followed_by(text, i, end)
+                ):
+                    # Another sense of the word, or not now: reported as dismissed.
+                    if dismissed is not None:
+                        dismissed.append(_Match(phrase, i, end))
                     continue
             found.append(_Match(phrase, i, end))
     return found
@@ -672,11 +838,20 @@ class RulesStrategy(RoutingStrategy):
 
     def emergency_match(self, text: str, catalog: RouteCatalog) -> RouteSnapshot | None:
         """The emergency route whose safety keywords match the text, if any."""
+        return self.emergency_assess(text, catalog).route
+
+    def emergency_assess(self, text: str, catalog: RouteCatalog) -> EmergencyAssessment:
+        """The emergency route the safety keywords point at, and the keywords the guards
+        set aside (for a classifier that cannot tell "last week's flood" from a flood)."""
         compiled = self.compiled(catalog)
         if not compiled.has_emergency:
-            return None
-        found = _matches(_analyse(text), compiled, emergency_only=True)
-        return _best_emergency(found, compiled, catalog)
+            return EmergencyAssessment(None, ())
+        dismissed: list[_Match] = []
+        found = _matches(_analyse(text), compiled, emergency_only=True, dismissed=dismissed)
+        return EmergencyAssessment(
+            _best_emergency(found, compiled, catalog),
+            tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
+        )
 
     def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:
         """Which keywords of which routes match (for the admin, tests and debugging)."""
@@ -757,3 +932,8 @@ def emergency_match(text: str, catalog: RouteCatalog) -> RouteSnapshot | None:
     Call this before any other routing work: an emergency is never left to a classifier.
     """
     return _shared.emergency_match(text, catalog)
+
+
+def emergency_assess(text: str, catalog: RouteCatalog) -> EmergencyAssessment:
+    """``emergency_match``, with the emergency keywords the guards set aside."""
+    return _shared.emergency_assess(text, catalog)

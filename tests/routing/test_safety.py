@@ -36,9 +36,9 @@ CATEGORIES = [
     "aggressive_threatening",
     "blocked_exits_hazards",
 ]
-# Not an emergency the rules know, but one the classifier gives a real chance (0.56 with
-# the shipped data): described, not named.
-DOUBTED = "the camera in the lounge shows a man behind the bar"
+# Not an emergency the rules know, but one the classifier gives a real chance (0.65 with
+# the shipped data) without picking it: described, not named.
+DOUBTED = "there is a man in bay 6 and nobody booked it"
 
 
 def _rows(name: str) -> list[dict]:
@@ -109,7 +109,10 @@ def test_the_safety_keywords_hold_across_word_forms(text):
 def test_a_near_miss_stays_on_its_route(near_miss):
     decision = decide(near_miss["text"])
     assert decision.route.slug == near_miss["route"]
-    assert emergency_match(near_miss["text"], route_catalog_get()) is None
+    if emergency_match(near_miss["text"], route_catalog_get()) is not None:
+        # An emergency word in another sense: the classifier overruled it, and the
+        # one-tap switch stays on screen.
+        assert decision.possible_emergency is True
 
 
 @pytest.mark.parametrize(
@@ -122,6 +125,19 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "keyboard got wet in the leak last night (fixed since), order a new one",
         "halloween copy: screams guaranteed, can you punch it up",
         "who lights the fire pits on the patio before the 7pm group",
+        # Third pass: the guards that generalise what the blind sets showed.
+        "flood cleanup in the party room wrapped up last month and the drywall is back",
+        "customer who broke his wrist skiing wants to pause his membership",
+        "after last nights power cut the kiosk lost its time zone",
+        "refund the group that was evacuated during last night's fire alarm",
+        "the plumber says the leak is fixed, reopen bay 7 online",
+        "the planned power shutdown is sunday at 6, how do we park the sims",
+        "member is threatening a chargeback over the double booking",
+        "bay 2 screen is bleeding colour at the edges",
+        "our 'emergency golf fix' ad got a complaint, can you rewrite it",
+        "need a reply to a 1 star review about a fight that happened here in march",
+        "staff want to know who is CPR trained on the overnight shift",
+        "bay 2 still won't wake up after the update",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -136,6 +152,13 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "after the power went out a customer fell down the stairs",
         "a customer cut his hand last night and it's bleeding again now",
         "sparks from the fire pit set the patio umbrella on fire",
+        "the pipe that burst last week is leaking again right now",
+        "the guy in bay 2 won't wake up",
+        "customer says he will hurt me if I don't refund him",
+        "guy sliced his finger and it wont stop bleedin",
+        "head wound bay1",
+        "no power. all bays. dark.",
+        "cook grabbed a hot tray and her skin is blistering",
     ],
 )
 def test_an_incident_happening_now_still_forces_emergency(text):
@@ -188,7 +211,7 @@ def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_line():
     ]
     trained = [_words(t) for t in taxonomy]
     close = []
-    for name in ("eval.jsonl", "eval_heldout.jsonl", "eval_fresh.jsonl"):
+    for name in sorted(p.name for p in DATA.glob("eval*.jsonl")):
         for row in _rows(name):
             words = _words(row["text"])
             if any(len(words & t) / len(words | t) >= 0.75 for t in trained):
@@ -285,7 +308,7 @@ def test_evaluate_router_reports_safety_figures_per_category(tmp_path):
     assert report["per_category"]["near_miss"]["false_emergency_count"] == 0
     text = out.getvalue()
     assert "emergency recall: 50.0%" in text and "category" in text
-    assert "emergency -> tech      " in text and "!" in text
+    assert re.search(r"emergency -> \w+ +[0-9.]+ local +!", text)
 
     ask = io.StringIO()
     call_command("evaluate_router", str(path), "--policy", "llm", "--json", stdout=ask)
@@ -301,3 +324,44 @@ def test_evaluate_router_still_reads_files_without_categories(tmp_path):
     report = json.loads(out.getvalue().strip().splitlines()[-1])
     assert report["accuracy"] == 1.0 and report["per_category"] == {}
     assert report["emergency_recall"] is None and report["false_emergencies"] == 0.0
+
+
+# --------------------------------------------------------------------------- the classifier's say
+
+
+def test_an_emergency_word_in_another_sense_is_overruled_by_the_classifier_and_doubted():
+    text = "projector in bay 4 is on fire lol, the picture is so crisp since the new lamp"
+    assert emergency_match(text, route_catalog_get()) is not None
+
+    decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert decision.route.slug == "tech"
+    assert decision.possible_emergency is True
+    # The emergency policy still sends an overruled keyword to Emergency.
+    assert decide(text, emergency_policy=EmergencyPolicy.EMERGENCY).route.slug == "emergency"
+
+
+def test_a_keyword_the_classifier_also_reads_as_an_emergency_still_forces_it():
+    decision = decide("the projector is on fire, flames coming out of the vent")
+    assert (decision.route.slug, decision.source) == ("emergency", "rules")
+
+
+def test_an_emergency_buried_in_another_request_raises_the_switch():
+    text = (
+        "sorry the booking page is slow again tonight. some huge drunk dude keeps "
+        "squaring up to people at the bar and snatching their drinks"
+    )
+    whole = decide(text)
+    assert whole.route.is_emergency or whole.possible_emergency
+
+
+def test_a_dismissed_emergency_word_keeps_the_classifier_from_routing_there_alone():
+    from routing.strategies.rules import emergency_assess
+
+    text = "URGENT emergency fix needed, GSPro crashes every time someone loads Pebble"
+    assessment = emergency_assess(text, route_catalog_get())
+    assert assessment.route is None and assessment.dismissed == ("emergency",)
+
+    decision = decide(text)
+
+    assert decision.route.slug == "tech"
