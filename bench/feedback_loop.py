@@ -90,6 +90,39 @@ PARAPHRASES: dict[str, list[str]] = {
         "make the holiday closing hours announcement sound warmer and less corporate",
         "make our holiday closing hours post sound warm, not corporate",
     ],
+    # Misroutes of routing/data/eval_blind4.jsonl after the third pass.
+    "back door alarm keeps going off and the cam shows the door propped open with a rock, "
+    "no bookings": [
+        "back door alarm keeps going off, camera shows the door propped open with a rock and "
+        "there are no bookings",
+    ],
+    "motion alert in bay 6 at 4am, no booking, someone in there with a flashlight": [
+        "motion alert in bay 5 at 3am, no booking, somebody in there with a flashlight",
+    ],
+    "big crack just showed up in the wall behind bay 2 after that rumble, and the door wont "
+    "close now": [
+        "a big crack just showed up in the wall behind bay 4 after that rumble and the door "
+        "won't close now",
+    ],
+    "netting rail came loose and the whole net is sagging over the tee box, metal bar "
+    "swinging around": [
+        "the netting rail came loose, whole net sagging over the tee box and the metal bar is "
+        "swinging around",
+    ],
+    "is there a smoke/haze setting on the projector? image looks foggy and washed out in bay 1": [
+        "is there a smoke or haze setting on the projector? the image looks foggy and washed "
+        "out in bay 3",
+    ],
+    "UPS in the server closet is beeping and says on battery, but power is on everywhere "
+    "else in the building": [
+        "the UPS in the server closet beeps and says on battery but the power is on everywhere "
+        "else",
+    ],
+    "a customer asked if there was a fight here last night, he saw a video on tiktok. what "
+    "do staff say": [
+        "a customer asked whether there was a fight here last night, he saw a tiktok video. "
+        "what should staff say",
+    ],
     "announcement that bay 3 is back open after last week's leak repairs": [
         "announcement that bay 3 is open again after last week's leak repairs",
         "announcement: bay 3 back open after the leak repairs last week",
