@@ -70,6 +70,15 @@ async def submit(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> i
     return status
 
 
+def rounds_summary(rounds: list[dict]) -> str:
+    """The median server CPU per request over the rounds, each round's, and the failures."""
+    cpu = [r["cpu_ms"] for r in rounds]
+    return (
+        f"{statistics.median(cpu):5.2f} ms (rounds: {', '.join(f'{c:.2f}' for c in cpu)}); "
+        f"failures {sum(r['failures'] for r in rounds)}"
+    )
+
+
 async def round_of(app: Any, name: str, clients: int, requests: int, headers: Any) -> dict:
     sent = 0
     failures = 0
@@ -175,12 +184,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
     print(f"{args.clients} concurrent clients, {args.rounds} rounds of {args.requests} each way")
     for name, rounds in results.items():
-        cpu = [r["cpu_ms"] for r in rounds]
-        print(
-            f"  {name:5s}  CPU per request {statistics.median(cpu):5.2f} ms "
-            f"(rounds: {', '.join(f'{c:.2f}' for c in cpu)}); "
-            f"failures {sum(r['failures'] for r in rounds)}"
-        )
+        print(f"  {name:5s}  CPU per request {rounds_summary(rounds)}")
 
 
 if __name__ == "__main__":

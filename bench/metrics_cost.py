@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,7 +140,7 @@ async def serve_rounds(args: argparse.Namespace) -> None:
 
     import clubos.asgi as served
     import requestlogs.pipeline as pipeline
-    from bench.lent_threads import app_started, round_of
+    from bench.lent_threads import app_started, round_of, rounds_summary
 
     with override_settings(
         MIDDLEWARE=[m for m in settings.MIDDLEWARE if not m.endswith("RequestIdMiddleware")]
@@ -175,12 +174,7 @@ async def serve_rounds(args: argparse.Namespace) -> None:
         f"{args.rounds} rounds of {args.requests} each way (alternating)"
     )
     for way, rounds in results.items():
-        cpu = [r["cpu_ms"] for r in rounds]
-        print(
-            f"  monitoring {way:3s}  {statistics.median(cpu):5.2f} ms "
-            f"(rounds: {', '.join(f'{c:.2f}' for c in cpu)}); "
-            f"failures {sum(r['failures'] for r in rounds)}"
-        )
+        print(f"  monitoring {way:3s}  {rounds_summary(rounds)}")
 
 
 def server_report(args: argparse.Namespace) -> None:

@@ -95,16 +95,18 @@ class HybridStrategy(RoutingStrategy):
         chance, likeliest = _emergency_chance(probs, catalog)
         # A sentence alone has lost its context ("...no smoke or smell, just dead"), so
         # it can raise a doubt, or keep a keyword from being overruled, but never route.
+        # Not scored when the whole text already keeps its keyword standing.
         doubt = chance
-        for segment in _segments(text):
-            part = self.local.route_probabilities(segment, catalog)
-            doubt = max(doubt, _emergency_chance(part, catalog)[0])
+        if emergency is None or chance < RULES_OVERRULED_BELOW:
+            for segment in _segments(text):
+                part = self.local.route_probabilities(segment, catalog)
+                doubt = max(doubt, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
         # something else ("the projector is on fire lol, so crisp", "reply to a review
         # about last winter's leak"). Even then it is only doubted, never dismissed.
-        overruled = emergency is not None and bool(probs) and doubt < RULES_OVERRULED_BELOW
-        if emergency is not None and not overruled:
+        if emergency is not None and (not probs or doubt >= RULES_OVERRULED_BELOW):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
+        overruled = emergency is not None
         if not probs:
             return None, None
         policy = config.emergency_policy
@@ -219,11 +221,10 @@ class HybridStrategy(RoutingStrategy):
 
 def _segments(text: str) -> list[str]:
     """The sentences and asides of a message of more than one, long enough to judge alone."""
-    parts = [p.strip() for p in _SEGMENT_BREAKS.split(text)]
-    long_enough = [p for p in parts if len(p.split()) >= SEGMENT_MIN_WORDS]
-    if len(long_enough) < 2 and len(long_enough) == len([p for p in parts if p]):
+    parts = [p for p in (p.strip() for p in _SEGMENT_BREAKS.split(text)) if p]
+    if len(parts) < 2:
         return []
-    return long_enough
+    return [p for p in parts if len(p.split()) >= SEGMENT_MIN_WORDS]
 
 
 def _emergency_chance(probs: dict[str, float], catalog: RouteCatalog) -> tuple[float, str | None]:

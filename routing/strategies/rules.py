@@ -366,7 +366,6 @@ def stem(word: str) -> str:
 
 
 _FILLER_STEMS = frozenset(stem(w) for w in FILLERS | POSSESSIVES)
-DEVICE_STEMS = frozenset(stem(w) for w in DEVICE_WORDS)
 
 
 def _fold(text: str) -> str:
@@ -455,6 +454,7 @@ class _Phrase:
     emergency: bool
     weight: float
     context: frozenset[str]  # context stems that void an emergency match (may be empty)
+    about_equipment: bool  # its context is DEVICE_WORDS: "bay 2 won't wake up" is too
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,14 +489,14 @@ def _compile(catalog: RouteCatalog) -> _Compiled:
                 continue
             seen.add(stems)
             context = contexts.get(stems) if route.is_emergency else None
-            stemmed = frozenset(stem(w) for w in context) if context else frozenset()
             phrase = _Phrase(
                 text=keyword,
                 stems=stems,
                 slug=route.slug,
                 emergency=route.is_emergency,
                 weight=float(len(stems)),
-                context=DEVICE_STEMS if stemmed == DEVICE_STEMS else stemmed,
+                context=frozenset(stem(w) for w in context) if context else frozenset(),
+                about_equipment=context is DEVICE_WORDS,
             )
             by_first.setdefault(stems[0], []).append(phrase)
             if route.is_emergency and len(stems) == 1 and len(stems[0]) >= _FUZZY_MIN_LEN:
@@ -569,13 +569,13 @@ def _negated(text: _Text, start: int) -> bool:
     return False
 
 
-def _in_context(text: _Text, start: int, end: int, context: frozenset[str]) -> bool:
+def _in_context(text: _Text, start: int, end: int, phrase: _Phrase) -> bool:
     """An equipment (or other context) word just before or just after the match.
 
     Scans outwards; a person word met first before the match settles it the other way.
     """
-    clause = text.clauses[start]
-    if context is DEVICE_STEMS and _bay_is_subject(text, start, end):
+    clause, context = text.clauses[start], phrase.context
+    if phrase.about_equipment and _bay_is_subject(text, start, end):
         return True
     for step, limit, i in ((-1, _CONTEXT_BEFORE, start - 1), (1, _CONTEXT_AFTER, end)):
         counted = 0
@@ -597,31 +597,14 @@ _BAY_WORDS = frozenset({"bay", "bays", "sim", "sims"})
 _PLACE_PREPOSITIONS = frozenset(
     {"in", "at", "from", "by", "near", "outside", "behind", "to", "into", "on", "inside", "next"}
 )
+# fmt: off
 _SUBJECT_SKIP = frozenset(
     {
-        "is",
-        "was",
-        "are",
-        "were",
-        "s",
-        "just",
-        "still",
-        "now",
-        "totally",
-        "completely",
-        "has",
-        "have",
-        "got",
-        "keeps",
-        "kept",
-        "and",
-        "the",
-        "a",
-        "its",
-        "again",
-        "also",
+        "is", "was", "are", "were", "s", "just", "still", "now", "totally", "completely", "has",
+        "have", "got", "keeps", "kept", "and", "the", "a", "its", "again", "also",
     }
 )
+# fmt: on
 
 
 def _bay_is_subject(text: _Text, start: int, end: int) -> bool:
@@ -645,27 +628,15 @@ def _bay_is_subject(text: _Text, start: int, end: int) -> bool:
 
 # Keywords that mean something else when one of these words follows them closely: a
 # customer "threatening a chargeback" or "a bad review", a screen "bleeding colour".
+# fmt: off
 _BUSINESS_THREATS = frozenset(
     {
-        "chargeback",
-        "chargebacks",
-        "review",
-        "reviews",
-        "sue",
-        "lawyer",
-        "legal",
-        "cancel",
-        "dispute",
-        "refund",
-        "complain",
-        "complaint",
-        "report",
-        "yelp",
-        "google",
-        "bbb",
+        "chargeback", "chargebacks", "review", "reviews", "sue", "lawyer", "legal", "cancel",
+        "dispute", "refund", "complain", "complaint", "report", "yelp", "google", "bbb",
         "unsubscribe",
     }
 )
+# fmt: on
 _AFTER_ONLY_CONTEXT: dict[str, frozenset[str]] = {
     "threat": _BUSINESS_THREATS,
     "threaten": _BUSINESS_THREATS,
@@ -789,9 +760,7 @@ def _matches(
                     wording = _is_wording_request(text)
                 if idioms is None:
                     idioms = _idiom_spans(stems, compiled)
-                if _negated(text, i) or (
-                    phrase.context and _in_context(text, i, end, phrase.context)
-                ):
+                if _negated(text, i) or (phrase.context and _in_context(text, i, end, phrase)):
                     continue  # not this thing ("nobody hurt", "the kiosk is unresponsive")
                 if (
                     wording
