@@ -12,6 +12,11 @@ from routing.strategies import STRATEGIES, RouteDecision, RoutingError, RoutingS
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
+# A request's rules and classifier cost ~0.3 ms per 250 characters, more for a paste of many
+# short sentences (each is scored for a buried emergency): up to ~20 ms at the 4,000-character
+# limit, which would stall every stream the event loop serves. Above this length the same
+# decision is made in a thread (README, "Routing safety").
+ROUTE_ON_LOOP_MAX_CHARS = 1000
 
 _instances: dict[str, RoutingStrategy] = {}
 _lock = threading.Lock()
@@ -47,7 +52,8 @@ async def route_decide(
 
     On the event loop, as every strategy's ``adecide``: the rules and the classifier
     compute there, the LLM router waits in a thread, and a decision whose classifier must
-    train first (start-up, an admin's edit of the examples) is made in a thread.
+    train first (start-up, an admin's edit of the examples) or whose text is longer than
+    ``ROUTE_ON_LOOP_MAX_CHARS`` is made in a thread.
 
     The configured strategy's failure (the LLM router's upstream down, say) falls back to
     the keyword rules, then to the default route: routing never fails a request.
@@ -69,11 +75,11 @@ async def route_decide(
             continue
         strategy = strategy_get(name)
         try:
-            if strategy.ready(catalog):
+            if strategy.ready(catalog) and len(text) <= ROUTE_ON_LOOP_MAX_CHARS:
                 decision = await strategy.adecide(text, catalog=catalog, config=config)
             else:
-                # It must train first (start-up, an admin's edit): seconds of work, so
-                # this decision is made in a thread.
+                # It must train first (start-up, an admin's edit: seconds of work), or the
+                # text is long: this decision is made in a thread.
                 decision = await in_thread(strategy.decide, text, catalog=catalog, config=config)
         except RoutingError as exc:
             upstream_calls += exc.upstream_calls

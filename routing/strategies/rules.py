@@ -22,10 +22,10 @@ A few cheap guards remove the commonest false alarms; each errs towards keeping 
 
 * Negation: a match right after "no", "not", "nobody", "no one", "without", "never",
   "wasn't"... (at most three filler words between, same clause) is ignored: "nobody was
-  hurt", "no smoke", "not an emergency". Clauses end at punctuation and at "but", so
-  "no fire, but a burning smell" still matches "burning smell". Only true negators count:
-  "can't stop the bleeding" is NOT a negation, and "not breathing" is itself a keyword.
-  "oh no, fire!" is not a negation either.
+  hurt", "no smoke", "no smell or smoke", "not an emergency". Clauses end at punctuation
+  and at "but", so "no fire, but a burning smell" still matches "burning smell". Only true
+  negators count: "can't stop the bleeding" is NOT a negation, and "not breathing" is
+  itself a keyword. "oh no, fire!" is not a negation either.
 * Idioms: matches inside a fixed list of harmless phrases are ignored: "fire up the
   projector", "fire off an email", "Fire TV stick", "memory leak", "by accident", "smoke
   break", "won't hurt to restart". We do NOT try to catch "TrackMan is on fire today" or
@@ -110,6 +110,8 @@ _NEGATION_FILLERS = frozenset(
     }
 )
 _NEGATION_WINDOW = 3
+# Words of the item a negated list holds before its "or" ("no burning smell or smoke").
+_LIST_ITEM_MAX = 2
 # "oh no, fire!": "no" after these is an exclamation, not a negation.
 _EXCLAMATIONS = frozenset({"oh", "uh", "omg", "ohh", "ahh"})
 
@@ -184,6 +186,9 @@ _LONG_AGO = frozenset(
         ("skiing",), ("snowboarding",), ("on", "holiday"), ("on", "vacation"), ("at", "home"),
         ("playing", "football"), ("playing", "soccer"), ("playing", "hockey"),
         ("playing", "rugby"), ("playing", "basketball"), ("at", "the", "gym"),
+        ("downtown",), ("across", "town"), ("his", "house"), ("her", "house"),
+        ("their", "house"), ("my", "house"), ("his", "home"), ("her", "home"),
+        ("their", "home"), ("my", "home"),
     }
 )
 _RECENTLY = frozenset({("last", "night"), ("this", "morning"), ("earlier", "today")})
@@ -557,10 +562,25 @@ def _negated(text: _Text, start: int) -> bool:
     clause = text.clauses[start]
     i = start - 1
     skipped = 0
+    listed = False
     while i >= 0 and text.clauses[i] == clause:
         word = text.words[i]
         if word in _NEGATORS:
             return not (word == "no" and i > 0 and text.words[i - 1] in _EXCLAMATIONS)
+        if word == "or" and not listed:
+            # "no smell or smoke": the negator reaches over the list item before the "or".
+            listed = True
+            i -= 1
+            item = 0
+            while (
+                i >= 0
+                and text.clauses[i] == clause
+                and text.words[i] not in _NEGATORS
+                and item < _LIST_ITEM_MAX
+            ):
+                item += 1
+                i -= 1
+            continue
         # "no one": "one" is a filler after the negator "no"
         if word not in _NEGATION_FILLERS or skipped >= _NEGATION_WINDOW:
             return False

@@ -13,12 +13,14 @@ from django.core.management import call_command
 
 from config.selectors import system_config_get
 from config.services import system_config_update
+from routing import router
 from routing.classifier import FastClassifier, TextClassifier, local_router_model
 from routing.models import Route
 from routing.router import route_decide
 from routing.selectors import route_catalog_get, route_training_examples
 from routing.services import route_update, route_utterance_add
 from routing.strategies import base
+from routing.strategies.hybrid import HybridStrategy
 
 pytestmark = pytest.mark.django_db
 
@@ -146,6 +148,31 @@ def test_a_confident_local_decision_is_made_on_the_loop(openai_upstream, monkeyp
     monkeypatch.setattr(base, "in_thread", lambda fn, *a, **k: threads.append(fn))
     decision = decide("TrackMan frozen in bay 3")
     assert decision.source == "local" and threads == [] and openai_upstream.calls == []
+
+
+def test_a_long_paste_is_decided_in_a_thread_with_the_same_answer(monkeypatch):
+    text = "the bay 2 screen flickers. can you book me in at six tomorrow. " * 60
+    assert len(text) > router.ROUTE_ON_LOOP_MAX_CHARS
+    on_the_loop = HybridStrategy().decide(
+        text, catalog=route_catalog_get(), config=system_config_get()
+    )
+    threads: list[str] = []
+    in_thread = router.in_thread
+
+    async def recorded(fn, /, *args, **kwargs):
+        threads.append(fn.__qualname__)
+        return await in_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(router, "in_thread", recorded)
+    decision = decide(text)
+
+    assert threads == ["HybridStrategy.decide"]
+    assert on_the_loop is not None
+    assert (decision.route.slug, decision.source, decision.possible_emergency) == (
+        on_the_loop.route.slug,
+        on_the_loop.source,
+        on_the_loop.possible_emergency,
+    )
 
 
 def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):

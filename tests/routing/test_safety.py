@@ -138,6 +138,10 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "need a reply to a 1 star review about a fight that happened here in march",
         "staff want to know who is CPR trained on the overnight shift",
         "bay 2 still won't wake up after the update",
+        # Fourth pass: a negated list, and an incident somewhere else.
+        "the projector fan is roaring but there is no smell or smoke, just loud",
+        "a regular lost his house in a fire, can we move his gift card to a new email",
+        "streets are flooding downtown and two groups want to move to tomorrow",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -159,6 +163,8 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "head wound bay1",
         "no power. all bays. dark.",
         "cook grabbed a hot tray and her skin is blistering",
+        "is it a short or a fire? there are sparks behind the bay 4 screen",
+        "no alarm going off but smoke is coming from the vent",
     ],
 )
 def test_an_incident_happening_now_still_forces_emergency(text):
