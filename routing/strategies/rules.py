@@ -122,7 +122,7 @@ IDIOMS: tuple[str, ...] = (
     "fire up", "fired up", "firing up", "fire it up", "fire them up", "fire that up", "fire off",
     "fired off", "fire away", "fire tv", "fire stick", "fire sale", "fire an email", "fire me",
     "got fired", "get fired", "getting fired", "been fired", "fire code", "fire inspection",
-    "fire drill", "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
+    "fire drill", "fire marshal", "fire marshall", "fire inspector", "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
     "smoke free", "for a smoke", "out for a smoke", "allowed to smoke", "can customers smoke",
     "can people smoke", "can guests smoke", "wont hurt", "wouldnt hurt", "doesnt hurt",
     "cant hurt", "couldnt hurt", "never hurts", "hurt to ask", "hurt our business",
@@ -338,7 +338,15 @@ _FUZZY_SAFE = frozenset({"concession", "concessions", "emergent", "conscious"})
 # fmt: on
 
 # Words the suffix rules would send onto an emergency word's stem ("policy" -> "polic").
-_STEM_EXCEPTIONS = {"policy": "policy", "policies": "policy", "here": "here"}
+_STEM_EXCEPTIONS = {
+    "policy": "policy",
+    "policies": "policy",
+    "here": "here",
+    # Abbreviations staff type for the same thing.
+    "cam": "camera",
+    "cams": "camera",
+    "cctv": "camera",
+}
 
 
 @functools.lru_cache(maxsize=65536)
@@ -371,6 +379,11 @@ def stem(word: str) -> str:
 
 
 _FILLER_STEMS = frozenset(stem(w) for w in FILLERS | POSSESSIVES)
+# Numbers are skipped between a phrase's words too: "camera 4 shows a guy", "cam shows two
+# people climbing".
+_COUNT_STEMS = frozenset(
+    stem(w) for w in ("two", "three", "four", "five", "six", "several", "couple", "few")
+)
 
 
 def _fold(text: str) -> str:
@@ -416,7 +429,12 @@ def _find(stems: list[str], phrase: tuple[str, ...], start: int) -> int | None:
     i = start + 1
     for part in phrase[1:]:
         gap = 0
-        while i < len(stems) and stems[i] != part and stems[i] in _FILLER_STEMS and gap < _MAX_GAP:
+        while (
+            i < len(stems)
+            and stems[i] != part
+            and (stems[i] in _FILLER_STEMS or stems[i] in _COUNT_STEMS or stems[i].isdigit())
+            and gap < _MAX_GAP
+        ):
             i += 1
             gap += 1
         if i >= len(stems) or stems[i] != part:
@@ -661,6 +679,8 @@ _AFTER_ONLY_CONTEXT: dict[str, frozenset[str]] = {
     "threat": _BUSINESS_THREATS,
     "threaten": _BUSINESS_THREATS,
     "bleed": frozenset({"colour", "color", "colours", "colors", "pixels", "light"}),
+    # A projector's or a show's "smoke/haze setting", "smoke effect".
+    "smok": frozenset({"setting", "settings", "effect", "effects", "mode", "haze"}),
 }
 _AFTER_ONLY_WINDOW = 4
 
@@ -678,6 +698,31 @@ def _followed_by(text: _Text, start: int, end: int) -> bool:
         for i, w in enumerate(text.words[end : end + _AFTER_ONLY_WINDOW], end)
         if text.clauses[i] == clause
     )
+
+
+# "wifi is on fire today lol": laughter in the clause says the word is not meant literally,
+# unless the text insists it is ("lol not lol the popcorn machine is literally on fire").
+_LAUGHTER = frozenset({"lol", "lmao", "lmfao", "rofl", "haha", "hahaha", "hehe", "jk"})
+_IN_EARNEST = (
+    ("literally",),
+    ("seriously",),
+    ("srsly",),
+    ("for", "real"),
+    ("no", "joke"),
+    ("not", "joking"),
+    ("not", "kidding"),
+    ("not", "lol"),
+    ("actually",),
+    ("real", "fire"),
+)
+
+
+def _joking(text: _Text, start: int) -> bool:
+    clause = text.clauses[start]
+    laughing = any(
+        w in _LAUGHTER for w, c in zip(text.words, text.clauses, strict=True) if c == clause
+    )
+    return laughing and not any(_has(text.words, marker) for marker in _IN_EARNEST)
 
 
 def _has(words: list[str], phrase: tuple[str, ...], lo: int = 0, hi: int | None = None) -> bool:
@@ -740,6 +785,42 @@ def _is_wording_request(text: _Text) -> bool:
     return False
 
 
+def _by_first_word(markers: Iterable[tuple[str, ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for marker in markers:
+        index.setdefault(marker[0], []).append(marker)
+    return {first: tuple(found) for first, found in index.items()}
+
+
+# Looked up by a text's words, so a request without any of them costs one dict probe a word.
+_NOW_MARKERS = _by_first_word(_HAPPENING_NOW)
+_NOT_LIVE_MARKERS = _by_first_word(
+    [*_LONG_AGO, *_OVER, *((w,) for w in _ROUTINE_CHECK | _ROUTINE_BEFORE)]
+)
+
+
+def _has_marker(words: list[str], index: dict[str, tuple[tuple[str, ...], ...]]) -> bool:
+    return any(
+        tuple(words[i : i + len(marker)]) == marker
+        for i, word in enumerate(words)
+        for marker in index.get(word, ())
+    )
+
+
+def hedged(text: str) -> bool:
+    """The text says what it is about is not live: history, a plan or a check, an
+    aftermath, or a request for words ("the planned power shutdown sunday", "last week's
+    storm", "reply to this review"), and nothing says it is happening again or now.
+
+    A classifier reads words, not tenses: on such a text it may doubt, not decide, that
+    this is an emergency."""
+    analysed = _analyse(text)
+    words = analysed.words
+    if _has_marker(words, _NOW_MARKERS):
+        return False
+    return _has_marker(words, _NOT_LIVE_MARKERS) or _is_wording_request(analysed)
+
+
 @dataclass(frozen=True, slots=True)
 class EmergencyAssessment:
     route: RouteSnapshot | None  # the emergency route a keyword forces, if any
@@ -788,6 +869,7 @@ def _matches(
                     or _routine_check(text, i, end)
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
+                    or _joking(text, i)
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:

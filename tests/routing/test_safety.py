@@ -19,7 +19,7 @@ from routing.models import Route
 from routing.router import route_decide
 from routing.selectors import route_catalog_get
 from routing.strategies.hybrid import CLASSIFIER_EMERGENCY_MIN, POSSIBLE_EMERGENCY_MIN
-from routing.strategies.rules import emergency_match
+from routing.strategies.rules import emergency_match, hedged
 
 pytestmark = pytest.mark.django_db
 
@@ -36,9 +36,9 @@ CATEGORIES = [
     "aggressive_threatening",
     "blocked_exits_hazards",
 ]
-# Not an emergency the rules know, but one the classifier gives a real chance (0.65 with
-# the shipped data) without picking it: described, not named.
-DOUBTED = "there is a man in bay 6 and nobody booked it"
+# Not an emergency the rules know, but one the classifier gives a real chance (0.49 with
+# the shipped data) without it clearing the bar: described, not named.
+DOUBTED = "the guy in bay 6 is not on any booking and wont say who he is"
 
 
 def _rows(name: str) -> list[dict]:
@@ -138,10 +138,14 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "need a reply to a 1 star review about a fight that happened here in march",
         "staff want to know who is CPR trained on the overnight shift",
         "bay 2 still won't wake up after the update",
-        # Fourth pass: a negated list, and an incident somewhere else.
+        # Fourth pass: a negated list, an incident somewhere else, laughter, a job title,
+        # a projector's smoke setting.
         "the projector fan is roaring but there is no smell or smoke, just loud",
         "a regular lost his house in a fire, can we move his gift card to a new email",
         "streets are flooding downtown and two groups want to move to tomorrow",
+        "the league guys are on fire tonight haha, extend them another hour",
+        "the fire marshal wants a door code for the back entrance on monday",
+        "is there a smoke setting on the bay 1 projector, the image looks hazy",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -165,6 +169,11 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "cook grabbed a hot tray and her skin is blistering",
         "is it a short or a fire? there are sparks behind the bay 4 screen",
         "no alarm going off but smoke is coming from the vent",
+        "lol not lol the toaster oven is literally on fire",
+        "camera 3 shows a guy trying the office door",
+        "cam is showing two people climbing the fence out back",
+        "cut my finger on the broken tee, wheres the first aid kit",
+        "the mount above bay 5 is pulling out of the ceiling and could come down on someone",
     ],
 )
 def test_an_incident_happening_now_still_forces_emergency(text):
@@ -336,7 +345,7 @@ def test_evaluate_router_still_reads_files_without_categories(tmp_path):
 
 
 def test_an_emergency_word_in_another_sense_is_overruled_by_the_classifier_and_doubted():
-    text = "projector in bay 4 is on fire lol, the picture is so crisp since the new lamp"
+    text = "projector in bay 4 is on fire today, the picture is so crisp since the new lamp"
     assert emergency_match(text, route_catalog_get()) is not None
 
     decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
@@ -371,3 +380,22 @@ def test_a_dismissed_emergency_word_keeps_the_classifier_from_routing_there_alon
     decision = decide(text)
 
     assert decision.route.slug == "tech"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the electrician is doing a planned power shutdown sunday 6am, how do we shut the bays down",
+        "write a post saying the back hallway lights are all back after last week",
+    ],
+)
+def test_a_text_that_says_it_is_not_live_is_never_called_an_emergency_by_the_classifier_alone(
+    text,
+):
+    assert hedged(text)
+    decision = decide(text)
+    assert not (decision.route.is_emergency and decision.source == "local")
+
+
+def test_a_live_incident_is_not_hedged_by_a_word_about_the_past():
+    assert not hedged("the pipe they repaired last week is leaking again right now")
