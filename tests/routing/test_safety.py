@@ -146,6 +146,8 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "the league guys are on fire tonight haha, extend them another hour",
         "the fire marshal wants a door code for the back entrance on monday",
         "is there a smoke setting on the bay 1 projector, the image looks hazy",
+        "the bay 3 pc fan is screaming, no smell, just loud",
+        "the couple in bay 5 are on fire today and want to book again friday",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -345,7 +347,7 @@ def test_evaluate_router_still_reads_files_without_categories(tmp_path):
 
 
 def test_an_emergency_word_in_another_sense_is_overruled_by_the_classifier_and_doubted():
-    text = "projector in bay 4 is on fire today, the picture is so crisp since the new lamp"
+    text = "projector in bay 4 is on fire, the picture is so crisp since the new lamp"
     assert emergency_match(text, route_catalog_get()) is not None
 
     decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
