@@ -123,6 +123,28 @@ PARAPHRASES: dict[str, list[str]] = {
         "a customer asked whether there was a fight here last night, he saw a tiktok video. "
         "what should staff say",
     ],
+    # Misroutes of routing/data/eval_blind7.jsonl after the fourth pass.
+    "pwr gone. dark. ppl using phone flashlights": [
+        "power gone, all dark, people using their phone flashlights",
+    ],
+    "group booked a halloween party and wants to bring a smoke machine, will the haze mess "
+    "with the trackman ball reading?": [
+        "a halloween party group wants to bring a smoke machine, will the haze affect the "
+        "trackman ball reading?",
+    ],
+    "the flood of bookings after the promo froze the kiosk, its stuck on the payment page": [
+        "the flood of bookings from the promo froze the kiosk, it is stuck on the payment screen",
+    ],
+    "the hitting mat in bay 2 is bleeding green dye onto peoples shoes, where do we get a new "
+    "one": [
+        "the bay 5 hitting mat is bleeding green dye onto people's shoes, where do we get a "
+        "new one",
+    ],
+    "the gas station next door wants a cross promo, 10% off bay time with their receipt, need "
+    "a flyer blurb": [
+        "the gas station next door wants a cross promo, 10% off bay time with their receipt, "
+        "write a flyer blurb",
+    ],
     "announcement that bay 3 is back open after last week's leak repairs": [
         "announcement that bay 3 is open again after last week's leak repairs",
         "announcement: bay 3 back open after the leak repairs last week",
