@@ -122,7 +122,8 @@ IDIOMS: tuple[str, ...] = (
     "fire up", "fired up", "firing up", "fire it up", "fire them up", "fire that up", "fire off",
     "fired off", "fire away", "fire tv", "fire stick", "fire sale", "fire an email", "fire me",
     "got fired", "get fired", "getting fired", "been fired", "fire code", "fire inspection",
-    "on fire tonight", "on fire today", "on fire this week", "fire drill", "fire marshal", "fire marshall", "fire inspector", "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
+    "broke into the top", "break into the top", "breaking into the top",
+    "broke into the leaderboard", "emergency stop", "on fire tonight", "on fire today", "on fire this week", "fire drill", "fire marshal", "fire marshall", "fire inspector", "memory leak", "by accident", "smoke break", "smoking area", "smoking policy",
     "smoke free", "for a smoke", "out for a smoke", "allowed to smoke", "can customers smoke",
     "can people smoke", "can guests smoke", "wont hurt", "wouldnt hurt", "doesnt hurt",
     "cant hurt", "couldnt hurt", "never hurts", "hurt to ask", "hurt our business",
@@ -242,6 +243,14 @@ _REPLY_VERBS = frozenset({"reply", "respond", "answer"})
 # Verbs that ask for words about something wherever they stand: "...the 'emergency golf
 # fix' ad is insensitive, can you rewrite it".
 _EDITING_VERBS = frozenset({"rewrite", "reword", "rephrase", "proofread", "redraft"})
+# "write a flyer", "draft a sign" anywhere in the text asks for words too.
+_WRITING_VERBS = frozenset({"write", "draft", "compose"})
+_DOCUMENTS = frozenset(
+    {
+        "flyer", "flyers", "sign", "signs", "poster", "notice", "blurb", "caption", "newsletter",
+        "announcement", "banner", "leaflet", "menu",
+    }
+)
 _REPLY_OBJECTS = frozenset(
     {
         "review", "reviews", "comment", "comments", "post", "email", "message", "dm", "tweet",
@@ -775,11 +784,16 @@ def _is_wording_request(text: _Text) -> bool:
         return True
     if any(w in _EDITING_VERBS for w in words):
         return True
+    if any(
+        w in _WRITING_VERBS and any(o in _DOCUMENTS for o in words[i + 1 : i + 4])
+        for i, w in enumerate(words)
+    ):
+        return True  # "... we rented a fog machine. Write a flyer for 'Smoke & Swing'"
     for i, word in enumerate(words[:8]):
         if word in _POLITE:
             continue
         if word in _WORDING_VERBS:
-            return True
+            return words[i + 1 : i + 2] != ["down"]  # "write down the time: ..." is a note
         if word in _REPLY_VERBS:
             return any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 8])
         return False

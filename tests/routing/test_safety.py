@@ -148,6 +148,9 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "is there a smoke setting on the bay 1 projector, the image looks hazy",
         "the bay 3 pc fan is screaming, no smell, just loud",
         "the couple in bay 5 are on fire today and want to book again friday",
+        "we hired a fog machine for friday. write a flyer for 'Smoke and Swing' night",
+        "a member broke into the top 5 on the leaderboard, can we post about it",
+        "the ball feeder display says emergency stop engaged and it won't feed",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -175,6 +178,10 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "camera 3 shows a guy trying the office door",
         "cam is showing two people climbing the fence out back",
         "cut my finger on the broken tee, wheres the first aid kit",
+        "dropped a weight on his foot, toe is crushed and he cant stand on it",
+        "if you touch the bay 2 frame you get a shock, people are in there",
+        "someone got in after hours with an old key card and is in bay 1 now",
+        "write down the time: a customer just collapsed in bay 3",
         "the mount above bay 5 is pulling out of the ceiling and could come down on someone",
     ],
 )
