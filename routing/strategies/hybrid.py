@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 # the safety taxonomy's indirect emergencies to learn from, 0.8: no request of
 # routing/data/eval.jsonl that is not an emergency scores above 0.74 (README, "Routing safety").
 CLASSIFIER_EMERGENCY_MIN = 0.8
+# ...unless the text says it is not live ("the planned power shutdown sunday", rules.hedged):
+# then only this sure a classifier routes there alone; below it, the request is doubted.
+HEDGED_STILL_ROUTES = 0.95
 # Rules silent, and the classifier gives Emergency at least this much without routing
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the
 # configured EmergencyPolicy applies (README, "Routing safety": what 0.2-0.4 cost).
@@ -97,14 +100,17 @@ class HybridStrategy(RoutingStrategy):
         # it can raise a doubt, or keep a keyword from being overruled, but never route.
         # Not scored when the whole text already keeps its keyword standing.
         doubt = chance
-        if emergency is None or chance < RULES_OVERRULED_BELOW:
+        if emergency is None or (chance < RULES_OVERRULED_BELOW and not assessment.symptom):
             for segment in _segments(text):
                 part = self.local.route_probabilities(segment, catalog)
                 doubt = max(doubt, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
-        # something else ("the projector is on fire lol, so crisp", "reply to a review
-        # about last winter's leak"). Even then it is only doubted, never dismissed.
-        if emergency is not None and (not probs or doubt >= RULES_OVERRULED_BELOW):
+        # something else ("the projector is on fire, so crisp", "reply to a review about
+        # last winter's leak"), and never when it names a symptom. Even then the request is
+        # only doubted, never dismissed.
+        if emergency is not None and (
+            not probs or assessment.symptom or doubt >= RULES_OVERRULED_BELOW
+        ):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
         overruled = emergency is not None
         if not probs:
@@ -127,7 +133,7 @@ class HybridStrategy(RoutingStrategy):
             and best == likeliest
             and chance >= CLASSIFIER_EMERGENCY_MIN
             and not assessment.dismissed
-            and not hedged(text)
+            and (chance >= HEDGED_STILL_ROUTES or not hedged(text))
         ):
             decision = RouteDecision(
                 route=catalog.by_slug[likeliest], confidence=chance, source="local"

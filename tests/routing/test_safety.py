@@ -138,16 +138,12 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "need a reply to a 1 star review about a fight that happened here in march",
         "staff want to know who is CPR trained on the overnight shift",
         "bay 2 still won't wake up after the update",
-        # Fourth pass: a negated list, an incident somewhere else, laughter, a job title,
-        # a projector's smoke setting.
+        # Fourth pass: a negated list, laughter, a job title, a projector's smoke setting.
         "the projector fan is roaring but there is no smell or smoke, just loud",
-        "a regular lost his house in a fire, can we move his gift card to a new email",
-        "streets are flooding downtown and two groups want to move to tomorrow",
         "the league guys are on fire tonight haha, extend them another hour",
         "the fire marshal wants a door code for the back entrance on monday",
         "is there a smoke setting on the bay 1 projector, the image looks hazy",
         "the bay 3 pc fan is screaming, no smell, just loud",
-        "the couple in bay 5 are on fire today and want to book again friday",
         "we hired a fog machine for friday. write a flyer for 'Smoke and Swing' night",
         "a member broke into the top 5 on the leaderboard, can we post about it",
         "the ball feeder display says emergency stop engaged and it won't feed",
@@ -408,3 +404,31 @@ def test_a_text_that_says_it_is_not_live_is_never_called_an_emergency_by_the_cla
 
 def test_a_live_incident_is_not_hedged_by_a_word_about_the_past():
     assert not hedged("the pipe they repaired last week is leaking again right now")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Nervous laughter is not a joke about a person.
+        "lol a guy just collapsed in bay 3 and hes not breathing",
+        "sorry lol im panicking theres a fire in the kitchen",
+        "help lol the ceiling is coming down",
+        # Words that also say "not live" elsewhere in the text.
+        "our maintenance guy is lying on the floor and wont answer me",
+        "guy lying on the floor in the bathroom wont answer me, this is not a drill",
+        "he drove from his house and now has chest pain in bay 4",
+        "a guy who got stabbed downtown just walked in bleeding all over the floor",
+        # A symptom after "or" is a second alarm, and is never overruled.
+        "no pulse or barely breathing",
+        "no reaction or wheezing hard",
+        "not talking or slurring speech really bad",
+        # Numbers only bridge a keyword, never a harmless phrase.
+        "FIRE - two tables away from the kitchen, evacuating",
+        "need cpr! two certified staff to the lobby",
+        "our bartender is on fire tonight, his shirt caught the candle",
+        "i hear screaming from bay 4 sim",
+        "cctv shows collapsed customer at the door",
+    ],
+)
+def test_real_emergencies_that_look_like_the_guards_still_reach_emergency(text):
+    assert decide(text).route.is_emergency
