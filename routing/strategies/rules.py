@@ -156,6 +156,12 @@ IDIOMS: tuple[str, ...] = (
     "cpr course", "cpr class", "cpr refresher", "first aid trained", "first aid training",
     "first aid certified", "first aid certificate", "first aid course", "first aid refresher",
     "restock the first aid", "restock first aid", "first aid kit restock",
+    # Giving blood, a colour, and a display's burn-in cycle.
+    "blood drive", "blood drives", "blood donation", "blood donations", "donate blood",
+    "donating blood", "blood donor", "blood donors", "blood red", "blood orange",
+    "burn in mode", "burn in test", "burn in period", "burn in cycle", "screen burn",
+    # A weather watch is a forecast, not water in the building.
+    "flood watch", "flood watches",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
@@ -210,7 +216,8 @@ _OVER = (
     ("got", "checked"), ("been", "checked"), ("all", "clear"), ("taken", "care", "of"),
     ("cleanup", "finished"), ("cleanup", "complete"), ("was", "fixed"), ("got", "fixed"),
     ("been", "fixed"), ("is", "fixed"), ("now", "fixed"), ("turned", "out", "fine"),
-    ("false", "alarm"),
+    ("false", "alarm"), ("cleared", "it"), ("all", "green"), ("already", "handled"),
+    ("handled", "it"),
 )
 # Words far apart in one clause still share it: "flood cleanup in bay 9 finished last month".
 _PAST_WINDOW = 10
@@ -231,7 +238,7 @@ _WORDING_PHRASES = (
     ("banner", "text"), ("reminder", "post"), ("announcement", "that"), ("halloween", "copy"),
     ("caption", "for"), ("review", "reply"), ("polite", "response"), ("polite", "reply"),
     ("promo", "line"), ("promo", "copy"), ("sms", "blast"), ("email", "blast"),
-    ("friendly", "tone"),
+    ("friendly", "tone"), ("event", "copy"), ("ad", "copy"), ("website", "copy"),
 )
 
 # Requests for *wording* about an incident ("write an apology for last night's power
@@ -256,7 +263,7 @@ _WRITING_VERBS = frozenset({"write", "draft", "compose"})
 _DOCUMENTS = frozenset(
     {
         "flyer", "flyers", "sign", "signs", "poster", "notice", "blurb", "caption", "newsletter",
-        "announcement", "banner", "leaflet", "menu",
+        "announcement", "banner", "leaflet", "menu", "reply", "response", "shoutout", "tagline",
     }
 )
 _REPLY_OBJECTS = frozenset(
@@ -411,26 +418,43 @@ def _fold(text: str) -> str:
     return text.replace("'", "").replace("\u2019", "").replace("`", "")
 
 
+_SENTENCE_PUNCT = frozenset(".!?\n")
+
+
 @dataclass(slots=True)
 class _Text:
     words: list[str]  # normalised words, punctuation removed
     stems: list[str]
     clauses: list[int]  # clause number of each word
+    sentences: list[int]  # sentence number of each word (commas do not end one)
+    questions: frozenset[int]  # the sentences that end with "?"
 
 
 def _analyse(text: str) -> _Text:
     words: list[str] = []
     clauses: list[int] = []
-    clause = 0
+    sentences: list[int] = []
+    clause = sentence = 0
+    questions: set[int] = set()
     for tok in _TOKEN_RE.findall(_fold(text)):
         if tok in _BREAK_PUNCT:
             clause += 1
+            if tok == "?":
+                questions.add(sentence)
+            sentence += tok in _SENTENCE_PUNCT
             continue
         if tok in _BREAK_WORDS:
             clause += 1
         words.append(tok)
         clauses.append(clause)
-    return _Text(words=words, stems=[stem(w) for w in words], clauses=clauses)
+        sentences.append(sentence)
+    return _Text(
+        words=words,
+        stems=[stem(w) for w in words],
+        clauses=clauses,
+        sentences=sentences,
+        questions=frozenset(questions),
+    )
 
 
 def _phrase_stems(phrase: str) -> tuple[str, ...]:
@@ -705,17 +729,44 @@ _BUSINESS_THREATS = frozenset(
 _AFTER_ONLY_CONTEXT: dict[str, frozenset[str]] = {
     "threat": _BUSINESS_THREATS,
     "threaten": _BUSINESS_THREATS,
-    "bleed": frozenset({"colour", "color", "colours", "colors", "pixels", "light"}),
+    "bleed": frozenset({"colour", "color", "colours", "colors", "pixels", "light", "dye", "ink"}),
     # A projector's or a show's "smoke/haze setting", "smoke effect".
     "smok": frozenset({"setting", "settings", "effect", "effects", "mode", "haze"}),
 }
 _AFTER_ONLY_WINDOW = 4
 
 
+# "inbox flooded with emails", "a flood of bookings": a flood of messages or people.
+# fmt: off
+_FLOOD_OF = frozenset(
+    {
+        "email", "emails", "calls", "bookings", "requests", "messages", "texts", "dms",
+        "orders", "complaints", "inquiries", "enquiries", "applications", "questions",
+        "signups", "reservations", "reviews", "comments", "likes", "notifications", "people",
+        "customers", "golfers", "walk", "spam", "voicemails", "tickets",
+    }
+)
+_FLOODED_PLACES = frozenset(
+    {"inbox", "inboxes", "phone", "phones", "dms", "voicemail", "notifications", "mentions"}
+)
+# fmt: on
+
+
+def _flood_of_things(text: _Text, start: int, end: int) -> bool:
+    words = text.words
+    if any(w in _FLOODED_PLACES for w in words[max(start - 2, 0) : start]):
+        return True
+    return words[end : end + 1] in (["with"], ["of"], ["by"]) and any(
+        w in _FLOOD_OF for w in words[end + 1 : end + 4]
+    )
+
+
 def _followed_by(text: _Text, start: int, end: int) -> bool:
     """A word that gives the match another sense follows it closely in its clause."""
     if end - start != 1:
         return False
+    if text.stems[start] == "flood":
+        return _flood_of_things(text, start, end)
     context = _AFTER_ONLY_CONTEXT.get(text.stems[start])
     if context is None:
         return False
@@ -765,6 +816,58 @@ def _in_the_past(text: _Text, start: int, end: int) -> bool:
     return any(_has(words, marker, lo, hi) for marker in _RECENTLY) and any(
         _has(words, marker) for marker in _OVER
     )
+
+
+# "Smoke detector went off earlier, fire dept came and cleared it, ...": said later in the
+# same sentence (not asked), it is over, unless a word between says it is back or still
+# going ("...cleared it but now smoke again"). Never for a symptom: a person who fainted
+# and "seems fine now" still needs the emergency steps.
+# fmt: off
+_RESOLVED = (
+    ("cleared", "it"), ("all", "green"), ("false", "alarm"), ("already", "handled"),
+    ("handled", "it"), ("all", "handled"), ("been", "handled"), ("all", "good", "now"),
+    ("all", "fixed"), ("taken", "care", "of"), ("turned", "out", "fine"),
+)
+# fmt: on
+_STILL_GOING = frozenset(
+    {"but", "though", "although", "however", "yet", "except", "again", "still", "now"}
+)
+
+
+def _resolved_later(text: _Text, end: int) -> bool:
+    """A later part of the match's sentence says it is over."""
+    if end >= len(text.words):
+        return False
+    sentence = text.sentences[end - 1]
+    if sentence in text.questions:
+        return False
+    words = text.words
+    for i in range(end, len(words)):
+        if text.sentences[i] != sentence or words[i] in _STILL_GOING:
+            return False
+        if any(tuple(words[i : i + len(m)]) == m for m in _RESOLVED):
+            return True
+    return False
+
+
+# "smoke detector in bay 7 chirps every minute, pretty sure its the battery": a detector
+# asking for a battery is upkeep (a chirp alone is not: "chirping and the room is hazy").
+# Only the detector's own name is set aside: "the smoke alarm needs a battery and I smell
+# something burning" still matches "burning".
+_DETECTORS = frozenset({"detector", "detectors", "alarm", "alarms"})
+_DETECTOR_NAME = _DETECTORS | {"smoke", "fire", "co", "carbon", "monoxide"}
+_UPKEEP = frozenset({"battery", "batteries"})
+
+
+def _detector_upkeep(text: _Text, start: int, end: int) -> bool:
+    """The match is a detector's name, in a sentence about its battery."""
+    words = text.words
+    if not all(w in _DETECTOR_NAME for w in words[start:end]):
+        return False
+    if words[end - 1] not in _DETECTORS and (end >= len(words) or words[end] not in _DETECTORS):
+        return False
+    sentence = text.sentences[start]
+    return any(w in _UPKEEP for w, s in zip(words, text.sentences, strict=True) if s == sentence)
 
 
 def _is_wording_request(text: _Text) -> bool:
@@ -915,12 +1018,30 @@ _SYMPTOM_STEMS = frozenset(
 )
 
 
+# A threat to the writer ("HE WILL HURT ME IF I DONT GIVE REFUND") is read literally too:
+# a classifier that sees "refund" must not talk it down.
+_THREATS = frozenset(
+    _phrase_stems(p)
+    for p in (
+        "hurt me",
+        "hurt you",
+        "said hell hurt",
+        "grabbed me",
+        "came at me",
+        "swung at me",
+        "wont let me leave",
+        "waiting for me outside",
+    )
+)
+
+
 @dataclass(frozen=True, slots=True)
 class EmergencyAssessment:
     route: RouteSnapshot | None  # the emergency route a keyword forces, if any
     dismissed: tuple[str, ...]  # emergency keywords present but set aside by a guard
-    # A forcing keyword is a symptom of a person's body ("gasping", "slurring", "cardiac"):
-    # it has no other sense at a venue desk, so no classifier may overrule it.
+    # A forcing keyword is a symptom of a person's body ("gasping", "slurring", "cardiac")
+    # or a threat to the writer ("hurt me"): it has no other sense at a venue desk, so no
+    # classifier may overrule it.
     symptom: bool = False
 
 
@@ -981,6 +1102,8 @@ def _matches(
                     or _routine_check(text, i, end)
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
+                    or _detector_upkeep(text, i, end)
+                    or (_SYMPTOM_STEMS.isdisjoint(phrase.stems) and _resolved_later(text, end))
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:
@@ -1033,7 +1156,10 @@ class RulesStrategy(RoutingStrategy):
         return EmergencyAssessment(
             _best_emergency(found, compiled, catalog),
             tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
-            symptom=any(not _SYMPTOM_STEMS.isdisjoint(m.phrase.stems) for m in found),
+            symptom=any(
+                not _SYMPTOM_STEMS.isdisjoint(m.phrase.stems) or m.phrase.stems in _THREATS
+                for m in found
+            ),
         )
 
     def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:

@@ -147,6 +147,18 @@ def test_a_near_miss_stays_on_its_route(near_miss):
         "we hired a fog machine for friday. write a flyer for 'Smoke and Swing' night",
         "a member broke into the top 5 on the leaderboard, can we post about it",
         "the ball feeder display says emergency stop engaged and it won't feed",
+        # Fifth pass: said to be over later in the sentence, a detector's battery, a flood of
+        # messages, giving blood, a colour, a display's burn-in, a reply asked for.
+        "the co alarm went off at noon, the gas company came and cleared it, how do I reset the panel",
+        "fire panel beeped earlier, tech swapped a module, it's all green now",
+        "smoke alarm in the lounge keeps chirping, probably the battery, what size",
+        "phones are flooded with calls about the new league, can someone help answer",
+        "the bay 5 email inbox got flooded overnight, 300 spam confirmations",
+        "we're doing a blood drive with the hospital next month, set up comp bays",
+        "new logo colour should be blood red, not maroon",
+        "does the bay 2 projector have a burn in mode for the new lamp",
+        "review says our prices are a crime lol, write a friendly reply about off-peak rates",
+        "there's a flood watch for the weekend, should we warn people who booked",
     ],
 )
 def test_history_checks_and_wording_are_not_emergencies(text):
@@ -179,6 +191,18 @@ def test_history_checks_and_wording_are_not_emergencies(text):
         "someone got in after hours with an old key card and is in bay 1 now",
         "write down the time: a customer just collapsed in bay 3",
         "the mount above bay 5 is pulling out of the ceiling and could come down on someone",
+        # Fifth pass: the same words, live.
+        "fire dept came and cleared it but now there's smoke again from bay 2",
+        "is it a false alarm? the fire alarm is going off and the hall smells of smoke",
+        "the smoke alarm needs a battery and I smell something burning in the office",
+        "smoke detector in the party room is chirping and the room is hazy",
+        "bay 3 flooded with water from the ceiling, phones ringing nonstop",
+        "blood all over the floor by the blood drive sign, a donor fainted",
+        "woman fell down the front steps and is not getting up",
+        "HE SAYS HE WILL HURT ME IF I DONT GIVE A REFUND",
+        "storage cage lock was cut and two guys are loading our gear into a van",
+        "elevator stuck between floors with kids inside",
+        "tornado warning just went off on everyone's phones, 20 people in the bays",
     ],
 )
 def test_an_incident_happening_now_still_forces_emergency(text):
@@ -400,6 +424,25 @@ def test_a_text_that_says_it_is_not_live_is_never_called_an_emergency_by_the_cla
     assert hedged(text)
     decision = decide(text)
     assert not (decision.route.is_emergency and decision.source == "local")
+
+
+def test_a_keyword_of_a_text_that_says_it_is_not_live_is_judged_on_the_whole_text():
+    # Cut out of its text, "power cuts for about 10 min" reads as an outage: the sentence
+    # lost the "testing ... Wed" that says it is planned, so it cannot keep the keyword.
+    text = (
+        "Landlord is testing the backup generator Wed at 6am, power cuts for about 10 min. "
+        "Do I need to cancel the 5:30-7am early bird booking?"
+    )
+    assert emergency_match(text, route_catalog_get()) is not None and hedged(text)
+
+    decision = decide(text)
+
+    assert decision.route.slug == "booking"
+
+
+def test_a_threat_to_the_writer_is_never_talked_down_by_the_classifier():
+    decision = decide("CUSTOMER SAYS HE WILL HURT ME IF I DONT GIVE REFUND")
+    assert (decision.route.slug, decision.source) == ("emergency", "rules")
 
 
 def test_a_live_incident_is_not_hedged_by_a_word_about_the_past():
