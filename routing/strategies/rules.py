@@ -778,11 +778,44 @@ def _followed_by(text: _Text, start: int, end: int) -> bool:
     )
 
 
-def _has(words: list[str], phrase: tuple[str, ...], lo: int = 0, hi: int | None = None) -> bool:
-    """``phrase`` (exact words, in a row) somewhere in ``words[lo:hi]``."""
+_Markers = dict[str, tuple[tuple[str, ...], ...]]
+
+
+def _by_first_word(markers: Iterable[tuple[str, ...]]) -> _Markers:
+    """Markers (word sequences) indexed by their first word, so a text is scanned once: a
+    request without any of them costs one dict probe a word."""
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for marker in markers:
+        index.setdefault(marker[0], []).append(marker)
+    return {first: tuple(found) for first, found in index.items()}
+
+
+def _has_marker(
+    words: list[str],
+    index: _Markers,
+    lo: int = 0,
+    hi: int | None = None,
+    *,
+    negatable: bool = False,
+) -> bool:
+    """A marker of ``index`` (exact words, in a row) lying in ``words[lo:hi]``; with
+    ``negatable``, not one a negator stands just before ("not a test", "it isnt fixed")."""
     hi = len(words) if hi is None else hi
-    n = len(phrase)
-    return any(tuple(words[i : i + n]) == phrase for i in range(max(lo, 0), hi - n + 1))
+    for i in range(max(lo, 0), hi):
+        for marker in index.get(words[i], ()):
+            if i + len(marker) > hi or tuple(words[i : i + len(marker)]) != marker:
+                continue
+            if negatable and any(w in _NEGATORS for w in words[max(i - 2, 0) : i]):
+                continue
+            return True
+    return False
+
+
+_NOW_MARKERS = _by_first_word(_HAPPENING_NOW)
+_LONG_AGO_MARKERS = _by_first_word(_LONG_AGO)
+_OVER_MARKERS = _by_first_word(_OVER)
+_RECENTLY_MARKERS = _by_first_word(_RECENTLY)
+_WORDING_MARKERS = _by_first_word(_WORDING_PHRASES)
 
 
 def _routine_check(text: _Text, start: int, end: int) -> bool:
@@ -805,17 +838,15 @@ def _in_the_past(text: _Text, start: int, end: int) -> bool:
         hi -= 1
     near_lo = max(lo, start - _NOW_WINDOW)
     near_hi = min(hi, end + _NOW_WINDOW)
-    if any(_has(words, marker, near_lo, near_hi) for marker in _HAPPENING_NOW):
+    if _has_marker(words, _NOW_MARKERS, near_lo, near_hi):
         return False
-    if any(_has(words, marker, lo, hi) for marker in _LONG_AGO):
+    if _has_marker(words, _LONG_AGO_MARKERS, lo, hi):
         return True
     if "after" in words[max(lo, start - _AFTERMATH_WINDOW) : start]:
         return True  # "after last night's power cut the sims can't find the server"
-    if any(_has(words, marker, lo, hi) for marker in _OVER):
+    if _has_marker(words, _OVER_MARKERS, lo, hi):
         return True  # "(police + insurance done)"
-    return any(_has(words, marker, lo, hi) for marker in _RECENTLY) and any(
-        _has(words, marker) for marker in _OVER
-    )
+    return _has_marker(words, _RECENTLY_MARKERS, lo, hi) and _has_marker(words, _OVER_MARKERS)
 
 
 # "Smoke detector went off earlier, fire dept came and cleared it, ...": said later in the
@@ -829,6 +860,7 @@ _RESOLVED = (
     ("all", "fixed"), ("taken", "care", "of"), ("turned", "out", "fine"),
 )
 # fmt: on
+_RESOLVED_MARKERS = _by_first_word(_RESOLVED)
 _STILL_GOING = frozenset(
     {"but", "though", "although", "however", "yet", "except", "again", "still", "now"}
 )
@@ -845,7 +877,7 @@ def _resolved_later(text: _Text, end: int) -> bool:
     for i in range(end, len(words)):
         if text.sentences[i] != sentence or words[i] in _STILL_GOING:
             return False
-        if any(tuple(words[i : i + len(m)]) == m for m in _RESOLVED):
+        if any(tuple(words[i : i + len(m)]) == m for m in _RESOLVED_MARKERS.get(words[i], ())):
             return True
     return False
 
@@ -875,7 +907,7 @@ def _is_wording_request(text: _Text) -> bool:
     words = text.words
     if "incident" in words or "incidents" in words:
         return False
-    if any(_has(words, phrase) for phrase in _WORDING_PHRASES):
+    if _has_marker(words, _WORDING_MARKERS):
         return True
     if any(w in _EDITING_VERBS for w in words):
         return True
@@ -895,15 +927,6 @@ def _is_wording_request(text: _Text) -> bool:
     return False
 
 
-def _by_first_word(markers: Iterable[tuple[str, ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
-    index: dict[str, list[tuple[str, ...]]] = {}
-    for marker in markers:
-        index.setdefault(marker[0], []).append(marker)
-    return {first: tuple(found) for first, found in index.items()}
-
-
-# Looked up by a text's words, so a request without any of them costs one dict probe a word.
-_NOW_MARKERS = _by_first_word(_HAPPENING_NOW)
 # For ``hedged``: when it was, or that it is over or planned. Not where it happened, nor
 # words that also name a person or a job ("our maintenance guy is lying on the floor",
 # "this is not a drill").
@@ -918,21 +941,6 @@ _NOT_LIVE_MARKERS = _by_first_word(
         ("testing",),
     ]
 )
-
-
-def _has_marker(
-    words: list[str], index: dict[str, tuple[tuple[str, ...], ...]], *, negatable: bool = False
-) -> bool:
-    """A marker of ``index`` in ``words``; with ``negatable``, not one a negator stands just
-    before ("not a test", "it isnt fixed")."""
-    for i, word in enumerate(words):
-        for marker in index.get(word, ()):
-            if tuple(words[i : i + len(marker)]) != marker:
-                continue
-            if negatable and any(w in _NEGATORS for w in words[max(i - 2, 0) : i]):
-                continue
-            return True
-    return False
 
 
 # "wifi is on fire today lol": laughter in the clause of a word that is often figurative says
