@@ -866,20 +866,23 @@ _STILL_GOING = frozenset(
 )
 
 
-def _resolved_later(text: _Text, end: int) -> bool:
-    """A later part of the match's sentence says it is over."""
-    if end >= len(text.words):
-        return False
-    sentence = text.sentences[end - 1]
-    if sentence in text.questions:
-        return False
-    words = text.words
-    for i in range(end, len(words)):
-        if text.sentences[i] != sentence or words[i] in _STILL_GOING:
-            return False
-        if any(tuple(words[i : i + len(m)]) == m for m in _RESOLVED_MARKERS.get(words[i], ())):
-            return True
-    return False
+def _resolved_from(text: _Text) -> list[bool]:
+    """For each word: a later part of its sentence (not a question) says it is over, and
+    nothing between says it is still going. One pass from the end, once per text."""
+    words, sentences = text.words, text.sentences
+    resolved = [False] * (len(words) + 1)
+    for i in range(len(words) - 1, -1, -1):
+        sentence = sentences[i]
+        if sentence in text.questions or words[i] in _STILL_GOING:
+            continue
+        if any(
+            tuple(words[i : i + len(m)]) == m and sentences[i + len(m) - 1] == sentence
+            for m in _RESOLVED_MARKERS.get(words[i], ())
+        ):
+            resolved[i] = True
+        elif i + 1 < len(words) and sentences[i + 1] == sentence:
+            resolved[i] = resolved[i + 1]
+    return resolved
 
 
 # "smoke detector in bay 7 chirps every minute, pretty sure its the battery": a detector
@@ -1081,6 +1084,7 @@ def _matches(
     idioms: list[tuple[int, int]] | None = None
     wording: bool | None = None
     laughing: frozenset[int] | None = None
+    resolved: list[bool] | None = None
     weighed = 0
     for i, s in enumerate(stems):
         if emergency_only and weighed >= _EMERGENCY_MATCHES_MAX:
@@ -1111,7 +1115,12 @@ def _matches(
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
                     or _detector_upkeep(text, i, end)
-                    or (_SYMPTOM_STEMS.isdisjoint(phrase.stems) and _resolved_later(text, end))
+                    or (
+                        _SYMPTOM_STEMS.isdisjoint(phrase.stems)
+                        and end < len(stems)
+                        and text.sentences[end] == text.sentences[end - 1]
+                        and (resolved := resolved or _resolved_from(text))[end]
+                    )
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:
