@@ -156,12 +156,13 @@ IDIOMS: tuple[str, ...] = (
     "cpr course", "cpr class", "cpr refresher", "first aid trained", "first aid training",
     "first aid certified", "first aid certificate", "first aid course", "first aid refresher",
     "restock the first aid", "restock first aid", "first aid kit restock",
-    # Giving blood, a colour, and a display's burn-in cycle.
+    # Giving blood, and a display's burn-in cycle.
     "blood drive", "blood drives", "blood donation", "blood donations", "donate blood",
-    "donating blood", "blood donor", "blood donors", "blood red", "blood orange",
+    "donating blood", "blood donor", "blood donors",
     "burn in mode", "burn in test", "burn in period", "burn in cycle", "screen burn",
-    # A weather watch is a forecast, not water in the building.
-    "flood watch", "flood watches",
+    # A machine starting, and golf's choke.
+    "kicks on", "kicked on", "kick on", "kicking on", "choke of the week", "choke up on",
+    "choking under pressure", "choked under pressure",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
@@ -216,8 +217,7 @@ _OVER = (
     ("got", "checked"), ("been", "checked"), ("all", "clear"), ("taken", "care", "of"),
     ("cleanup", "finished"), ("cleanup", "complete"), ("was", "fixed"), ("got", "fixed"),
     ("been", "fixed"), ("is", "fixed"), ("now", "fixed"), ("turned", "out", "fine"),
-    ("false", "alarm"), ("cleared", "it"), ("all", "green"), ("already", "handled"),
-    ("handled", "it"),
+    ("false", "alarm"),
 )
 # Words far apart in one clause still share it: "flood cleanup in bay 9 finished last month".
 _PAST_WINDOW = 10
@@ -263,7 +263,7 @@ _WRITING_VERBS = frozenset({"write", "draft", "compose"})
 _DOCUMENTS = frozenset(
     {
         "flyer", "flyers", "sign", "signs", "poster", "notice", "blurb", "caption", "newsletter",
-        "announcement", "banner", "leaflet", "menu", "reply", "response", "shoutout", "tagline",
+        "announcement", "banner", "leaflet", "menu", "shoutout", "tagline",
     }
 )
 _REPLY_OBJECTS = frozenset(
@@ -742,8 +742,8 @@ _FLOOD_OF = frozenset(
     {
         "email", "emails", "calls", "bookings", "requests", "messages", "texts", "dms",
         "orders", "complaints", "inquiries", "enquiries", "applications", "questions",
-        "signups", "reservations", "reviews", "comments", "likes", "notifications", "people",
-        "customers", "golfers", "walk", "spam", "voicemails", "tickets",
+        "signups", "reservations", "reviews", "comments", "likes", "notifications", "spam",
+        "voicemails", "tickets", "sign",
     }
 )
 _FLOODED_PLACES = frozenset(
@@ -753,9 +753,13 @@ _FLOODED_PLACES = frozenset(
 
 
 def _flood_of_things(text: _Text, start: int, end: int) -> bool:
-    words = text.words
-    if any(w in _FLOODED_PLACES for w in words[max(start - 2, 0) : start]):
-        return True
+    words, clause = text.words, text.clauses[start]
+    if any(
+        w in _FLOODED_PLACES
+        for i, w in enumerate(words[max(start - 3, 0) : start], max(start - 3, 0))
+        if text.clauses[i] == clause
+    ):
+        return True  # "our phones have been flooded"
     return words[end : end + 1] in (["with"], ["of"], ["by"]) and any(
         w in _FLOOD_OF for w in words[end + 1 : end + 4]
     )
@@ -779,6 +783,21 @@ def _followed_by(text: _Text, start: int, end: int) -> bool:
 
 
 _Markers = dict[str, tuple[tuple[str, ...], ...]]
+# Before a marker, these say it is not so, or only asked: "not a false alarm", "cant tell if
+# its a false alarm", "nobody has handled it".
+_MARKER_DOUBT = _NEGATORS | {
+    "if",
+    "whether",
+    "dont",
+    "didnt",
+    "doesnt",
+    "hasnt",
+    "havent",
+    "hadnt",
+    "cant",
+    "wont",
+    "cannot",
+}
 
 
 def _by_first_word(markers: Iterable[tuple[str, ...]]) -> _Markers:
@@ -805,7 +824,7 @@ def _has_marker(
         for marker in index.get(words[i], ()):
             if i + len(marker) > hi or tuple(words[i : i + len(marker)]) != marker:
                 continue
-            if negatable and any(w in _NEGATORS for w in words[max(i - 2, 0) : i]):
+            if negatable and any(w in _MARKER_DOUBT for w in words[max(i - 3, 0) : i]):
                 continue
             return True
     return False
@@ -844,90 +863,86 @@ def _in_the_past(text: _Text, start: int, end: int) -> bool:
         return True
     if "after" in words[max(lo, start - _AFTERMATH_WINDOW) : start]:
         return True  # "after last night's power cut the sims can't find the server"
-    if _has_marker(words, _OVER_MARKERS, lo, hi):
+    if _has_marker(words, _OVER_MARKERS, lo, hi, negatable=True):
         return True  # "(police + insurance done)"
-    return _has_marker(words, _RECENTLY_MARKERS, lo, hi) and _has_marker(words, _OVER_MARKERS)
+    return _has_marker(words, _RECENTLY_MARKERS, lo, hi) and _has_marker(
+        words, _OVER_MARKERS, negatable=True
+    )
 
 
-# "Smoke detector went off earlier, fire dept came and cleared it, ...": said later in the
-# same sentence (not asked), it is over, unless a word between says it is back or still
-# going ("...cleared it but now smoke again"). Never for a symptom: a person who fainted
-# and "seems fine now" still needs the emergency steps.
-# fmt: off
-_RESOLVED = (
-    ("cleared", "it"), ("all", "green"), ("false", "alarm"), ("already", "handled"),
-    ("handled", "it"), ("all", "handled"), ("been", "handled"), ("all", "good", "now"),
-    ("all", "fixed"), ("taken", "care", "of"), ("turned", "out", "fine"),
-)
-# fmt: on
-_RESOLVED_MARKERS = _by_first_word(_RESOLVED)
-_STILL_GOING = frozenset(
-    {"but", "though", "although", "however", "yet", "except", "again", "still", "now"}
-)
-
-
-def _resolved_from(text: _Text) -> list[bool]:
-    """For each word: a later part of its sentence (not a question) says it is over, and
-    nothing between says it is still going. One pass from the end, once per text."""
-    words, sentences = text.words, text.sentences
-    resolved = [False] * (len(words) + 1)
-    for i in range(len(words) - 1, -1, -1):
-        sentence = sentences[i]
-        if sentence in text.questions or words[i] in _STILL_GOING:
-            continue
-        if any(
-            tuple(words[i : i + len(m)]) == m and sentences[i + len(m) - 1] == sentence
-            for m in _RESOLVED_MARKERS.get(words[i], ())
-        ):
-            resolved[i] = True
-        elif i + 1 < len(words) and sentences[i + 1] == sentence:
-            resolved[i] = resolved[i + 1]
-    return resolved
-
-
-# "smoke detector in bay 7 chirps every minute, pretty sure its the battery": a detector
-# asking for a battery is upkeep (a chirp alone is not: "chirping and the room is hazy").
-# Only the detector's own name is set aside: "the smoke alarm needs a battery and I smell
-# something burning" still matches "burning".
+# "smoke detector in bay 7 chirps every minute, pretty sure its the low battery": a detector
+# asking for a battery is upkeep. Only when the sentence says so (not "its not the
+# battery", "battery is fine", "battery backup") and nothing in it says the alarm is
+# sounding ("going off", "wont stop"); and only the detector's own name is set aside: "the
+# smoke alarm needs a new battery and I smell something burning" still matches "burning".
 _DETECTORS = frozenset({"detector", "detectors", "alarm", "alarms"})
 _DETECTOR_NAME = _DETECTORS | {"smoke", "fire", "co", "carbon", "monoxide"}
-_UPKEEP = frozenset({"battery", "batteries"})
+# fmt: off
+_UPKEEP = _by_first_word(
+    [
+        ("low", "battery"), ("battery", "is", "low"), ("battery", "low"), ("battery", "chirp"),
+        ("new", "battery"), ("dead", "battery"), ("battery", "is", "dead"), ("battery", "died"),
+        ("battery", "dying"), ("replace", "the", "battery"), ("change", "the", "battery"),
+        ("its", "the", "battery"), ("needs", "a", "battery"), ("9v",), ("9", "volt"),
+    ]
+)
+_SOUNDING = _by_first_word(
+    [
+        ("going", "off"), ("went", "off"), ("goes", "off"), ("wont", "stop"),
+        ("keeps", "going"), ("sounding",), ("blaring",), ("screeching",), ("wailing",),
+    ]
+)
+# fmt: on
 
 
 def _detector_upkeep(text: _Text, start: int, end: int) -> bool:
-    """The match is a detector's name, in a sentence about its battery."""
+    """The match is a detector's name, in a sentence about replacing its battery."""
     words = text.words
     if not all(w in _DETECTOR_NAME for w in words[start:end]):
         return False
     if words[end - 1] not in _DETECTORS and (end >= len(words) or words[end] not in _DETECTORS):
         return False
     sentence = text.sentences[start]
-    return any(w in _UPKEEP for w, s in zip(words, text.sentences, strict=True) if s == sentence)
+    lo = text.sentences.index(sentence)
+    hi = lo
+    while hi < len(words) and text.sentences[hi] == sentence:
+        hi += 1
+    return _has_marker(words, _UPKEEP, lo, hi, negatable=True) and not _has_marker(
+        words, _SOUNDING, lo, hi
+    )
 
 
-def _is_wording_request(text: _Text) -> bool:
-    """The text asks for words about something ("write an apology for the outage")."""
+_OPENS_WITH_WORDING = "opens"
+_ASKS_WORDING_LATER = "later"
+
+
+def _wording_request(text: _Text) -> str:
+    """Whether the text asks for words about something: it opens with the request ("write
+    an apology for the outage"), asks later ("... can you punch it up"), or does not ("")."""
     words = text.words
     if "incident" in words or "incidents" in words:
-        return False
-    if _has_marker(words, _WORDING_MARKERS):
-        return True
-    if any(w in _EDITING_VERBS for w in words):
-        return True
+        return ""
+    for i, word in enumerate(words[:8]):
+        if word in _POLITE:
+            continue
+        if word in _WORDING_VERBS and words[i + 1 : i + 2] != ["down"]:
+            return _OPENS_WITH_WORDING  # "write down the time: ..." is a note
+        if word in _REPLY_VERBS and any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 8]):
+            return _OPENS_WITH_WORDING
+        break
+    if _has_marker(words, _WORDING_MARKERS) or any(w in _EDITING_VERBS for w in words):
+        return _ASKS_WORDING_LATER
     if any(
         w in _WRITING_VERBS and any(o in _DOCUMENTS for o in words[i + 1 : i + 4])
         for i, w in enumerate(words)
     ):
-        return True  # "... we rented a fog machine. Write a flyer for 'Smoke & Swing'"
-    for i, word in enumerate(words[:8]):
-        if word in _POLITE:
-            continue
-        if word in _WORDING_VERBS:
-            return words[i + 1 : i + 2] != ["down"]  # "write down the time: ..." is a note
-        if word in _REPLY_VERBS:
-            return any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 8])
-        return False
-    return False
+        return _ASKS_WORDING_LATER  # "... we rented a fog machine. Write a flyer for '...'"
+    return ""
+
+
+def _is_wording_request(text: _Text) -> bool:
+    """The text asks for words about something ("write an apology for the outage")."""
+    return bool(_wording_request(text))
 
 
 # For ``hedged``: when it was, or that it is over or planned. Not where it happened, nor
@@ -937,6 +952,11 @@ _NOT_LIVE_MARKERS = _by_first_word(
     [
         *(m for m in _LONG_AGO if m not in _ELSEWHERE and m != ("last", "time")),
         *(m for m in _OVER if m not in {("repaired",), ("repairs",)}),
+        # Said to be over, anywhere in the text: "...came and cleared it", "all green now".
+        ("cleared", "it"),
+        ("all", "green"),
+        ("already", "handled"),
+        ("handled", "it"),
         ("planned",),
         ("scheduled",),
         ("inspection",),
@@ -1029,19 +1049,24 @@ _SYMPTOM_STEMS = frozenset(
 )
 
 
-# A threat to the writer ("HE WILL HURT ME IF I DONT GIVE REFUND") is read literally too:
-# a classifier that sees "refund" must not talk it down.
+# A threat to the writer ("HE WILL HURT ME IF I DONT GIVE REFUND") or a weapon drawn is read
+# literally too: a classifier that sees "refund" or "review" must not talk it down.
 _THREATS = frozenset(
     _phrase_stems(p)
     for p in (
-        "hurt me",
-        "hurt you",
+        "will hurt me",
+        "gonna hurt me",
+        "going to hurt me",
+        "hurt me if",
         "said hell hurt",
-        "grabbed me",
-        "came at me",
-        "swung at me",
-        "wont let me leave",
-        "waiting for me outside",
+        "threatened to hurt",
+        "pulled a knife",
+        "pulled out a knife",
+        "pulled a gun",
+        "pulled out a gun",
+        "waving a knife",
+        "waving a gun",
+        "pointing a gun",
     )
 )
 
@@ -1051,7 +1076,7 @@ class EmergencyAssessment:
     route: RouteSnapshot | None  # the emergency route a keyword forces, if any
     dismissed: tuple[str, ...]  # emergency keywords present but set aside by a guard
     # A forcing keyword is a symptom of a person's body ("gasping", "slurring", "cardiac")
-    # or a threat to the writer ("hurt me"): it has no other sense at a venue desk, so no
+    # or a threat to the writer ("will hurt me"): it has no other sense at a venue desk, so no
     # classifier may overrule it.
     symptom: bool = False
 
@@ -1082,9 +1107,8 @@ def _matches(
     stems = _correct_typos(text.stems, compiled)
     found: list[_Match] = []
     idioms: list[tuple[int, int]] | None = None
-    wording: bool | None = None
+    wording: str | None = None
     laughing: frozenset[int] | None = None
-    resolved: list[bool] | None = None
     weighed = 0
     for i, s in enumerate(stems):
         if emergency_only and weighed >= _EMERGENCY_MATCHES_MAX:
@@ -1097,7 +1121,7 @@ def _matches(
                 continue
             if phrase.emergency:
                 if wording is None:
-                    wording = _is_wording_request(text)
+                    wording = _wording_request(text)
                 if idioms is None:
                     idioms = _idiom_spans(stems, compiled)
                 weighed += 1
@@ -1109,18 +1133,17 @@ def _matches(
                     if text.clauses[i] in laughing:
                         continue  # "wifi is on fire today lol"
                 if (
-                    wording
+                    # Asked for later in the text, words never set a symptom aside: "guy
+                    # collapsed not breathing, sorry I can't write the flyer now".
+                    (
+                        wording == _OPENS_WITH_WORDING
+                        or (wording and _SYMPTOM_STEMS.isdisjoint(phrase.stems))
+                    )
                     or any(a <= i and end <= b for a, b in idioms)
                     or _routine_check(text, i, end)
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
                     or _detector_upkeep(text, i, end)
-                    or (
-                        _SYMPTOM_STEMS.isdisjoint(phrase.stems)
-                        and end < len(stems)
-                        and text.sentences[end] == text.sentences[end - 1]
-                        and (resolved := resolved or _resolved_from(text))[end]
-                    )
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:
