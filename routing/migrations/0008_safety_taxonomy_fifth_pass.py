@@ -1,6 +1,7 @@
 """Merge the fifth pass of the safety taxonomy (a person who cannot get up, threats to the
-writer, cut locks and flashlights on camera, stuck lifts, tornado warnings, a chirping
-detector's battery) into the routes.
+writer, cut locks and flashlights on camera, stuck lifts, tornado warnings, reaching for the
+extinguisher; a chirping detector's battery and a "Tornado Tuesday" post as near-misses)
+into the routes.
 
 The same additive merge as 0005, run again over the files as they are now: a line already
 there (any case) is not added twice, nothing an admin wrote is changed or removed.

@@ -98,14 +98,10 @@ class HybridStrategy(RoutingStrategy):
         chance, likeliest = _emergency_chance(probs, catalog)
         # A sentence alone has lost its context ("...no smoke or smell, just dead"), so
         # it can raise a doubt, or keep a keyword from being overruled, but never route.
-        # Not scored when the whole text already keeps its keyword standing. A sentence
-        # that says it is not live cannot keep a keyword: the classifier reads "Landlord
-        # is testing the generator Wed, power cuts for 10 min" as an outage.
+        # Not scored when the whole text already keeps its keyword standing.
         doubt = chance
         if emergency is None or (chance < RULES_OVERRULED_BELOW and not assessment.symptom):
             for segment in _segments(text):
-                if emergency is not None and hedged(segment):
-                    continue
                 part = self.local.route_probabilities(segment, catalog)
                 doubt = max(doubt, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is

@@ -44,6 +44,9 @@ A few cheap guards remove the commonest false alarms; each errs towards keeping 
   "apology"... (or "reply to"/"respond to" a review, comment or message) asks for words
   about something, which is BrandTone's job: "write an apology for last night's power
   outage". "How do I respond to a fire alarm" and anything about an "incident" still match.
+  Asked for later ("... can you punch it up", "write a flyer for 'Smoke and Swing'"), only
+  the keywords of that sentence are about the words, and never a symptom: "Fire in the
+  kitchen, everyone out. can you reword this for the group chat" is a fire.
 * Typos: emergency words of seven or more letters also match one dropped, added or swapped
   letter, or one wrong vowel ("unconcious", "ambulence", "emergancy"); common misspellings
   of shorter words are listed as keywords ("siezure").
@@ -145,7 +148,7 @@ IDIOMS: tuple[str, ...] = (
     "emergency fix", "emergency fixes", "emergency repair", "emergency repairs",
     "emergency ticket", "emergency callout", "emergency call out", "emergency maintenance",
     "emergency alert banner", "smoke machine", "fog machine", "smoke effect", "fire emoji",
-    "fire emojis", "smoking hot", "blazing hot", "fire pit", "fire pits", "fire table",
+    "fire emojis", "flame emoji", "flame emojis", "flames emoji", "smoking hot", "blazing hot", "fire pit", "fire pits", "fire table",
     "fire tables",
     # Golf and questions about safety rather than an incident.
     "water hazard", "water hazards", "hurting his score", "hurting her score",
@@ -159,10 +162,9 @@ IDIOMS: tuple[str, ...] = (
     # Giving blood, and a display's burn-in cycle.
     "blood drive", "blood drives", "blood donation", "blood donations", "donate blood",
     "donating blood", "blood donor", "blood donors",
-    "burn in mode", "burn in test", "burn in period", "burn in cycle", "screen burn",
-    # A machine starting, and golf's choke.
-    "kicks on", "kicked on", "kick on", "kicking on", "choke of the week", "choke up on",
-    "choking under pressure", "choked under pressure",
+    "burn in mode", "burn in test", "burn in period", "burn in cycle", "screen burn in",
+    # Golf's choke.
+    "choke of the week", "choking under pressure", "choked under pressure",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
@@ -177,6 +179,12 @@ _ROUTINE_CHECK = frozenset(
 _ROUTINE_AFTER = 2
 # ... or one of these right before it: "testing the sprinklers", "the planned power shutdown".
 _ROUTINE_BEFORE = frozenset({"test", "testing", "inspect", "inspecting", "planned", "scheduled"})
+# ... or a scheduled check anywhere in its clause.
+_SCHEDULED_CHECKS = tuple(
+    (when, check)
+    for when in ("scheduled", "planned", "annual", "monthly", "weekly")
+    for check in ("test", "testing", "inspection", "drill")
+)
 
 # Emergencies happen right now. A match with a day or more ago beside it in its clause
 # ("refund for last week's power cut", "the fight back in june") is history; so is one
@@ -217,7 +225,7 @@ _OVER = (
     ("got", "checked"), ("been", "checked"), ("all", "clear"), ("taken", "care", "of"),
     ("cleanup", "finished"), ("cleanup", "complete"), ("was", "fixed"), ("got", "fixed"),
     ("been", "fixed"), ("is", "fixed"), ("now", "fixed"), ("turned", "out", "fine"),
-    ("false", "alarm"),
+    ("false", "alarm"), ("already", "handled"),
 )
 # Words far apart in one clause still share it: "flood cleanup in bay 9 finished last month".
 _PAST_WINDOW = 10
@@ -238,7 +246,7 @@ _WORDING_PHRASES = (
     ("banner", "text"), ("reminder", "post"), ("announcement", "that"), ("halloween", "copy"),
     ("caption", "for"), ("review", "reply"), ("polite", "response"), ("polite", "reply"),
     ("promo", "line"), ("promo", "copy"), ("sms", "blast"), ("email", "blast"),
-    ("friendly", "tone"), ("event", "copy"), ("ad", "copy"), ("website", "copy"),
+    ("friendly", "tone"), ("new", "wording"), ("wording", "for"),
 )
 
 # Requests for *wording* about an incident ("write an apology for last night's power
@@ -263,7 +271,7 @@ _WRITING_VERBS = frozenset({"write", "draft", "compose"})
 _DOCUMENTS = frozenset(
     {
         "flyer", "flyers", "sign", "signs", "poster", "notice", "blurb", "caption", "newsletter",
-        "announcement", "banner", "leaflet", "menu", "shoutout", "tagline",
+        "announcement", "banner", "leaflet", "menu",
     }
 )
 _REPLY_OBJECTS = frozenset(
@@ -741,27 +749,29 @@ _AFTER_ONLY_WINDOW = 4
 _FLOOD_OF = frozenset(
     {
         "email", "emails", "calls", "bookings", "requests", "messages", "texts", "dms",
-        "orders", "complaints", "inquiries", "enquiries", "applications", "questions",
-        "signups", "reservations", "reviews", "comments", "likes", "notifications", "spam",
-        "voicemails", "tickets", "sign",
+        "complaints", "inquiries", "enquiries", "applications", "questions", "signups",
+        "reservations", "reviews", "comments", "likes", "notifications", "spam", "voicemails",
     }
 )
-_FLOODED_PLACES = frozenset(
-    {"inbox", "inboxes", "phone", "phones", "dms", "voicemail", "notifications", "mentions"}
+_FLOODED_PLACES = frozenset({"inbox", "inboxes", "phones", "dms", "mentions"})
+# Between such a place and "flooded": "our phones have been flooded".
+_FLOODED_BETWEEN = frozenset(
+    {"is", "are", "was", "were", "got", "get", "been", "have", "has", "getting", "being", "just"}
 )
 # fmt: on
 
 
 def _flood_of_things(text: _Text, start: int, end: int) -> bool:
     words, clause = text.words, text.clauses[start]
-    if any(
-        w in _FLOODED_PLACES
-        for i, w in enumerate(words[max(start - 3, 0) : start], max(start - 3, 0))
-        if text.clauses[i] == clause
-    ):
+    i = start - 1
+    while i >= 0 and text.clauses[i] == clause and words[i] in _FLOODED_BETWEEN:
+        i -= 1
+    if i >= 0 and text.clauses[i] == clause and words[i] in _FLOODED_PLACES:
         return True  # "our phones have been flooded"
-    return words[end : end + 1] in (["with"], ["of"], ["by"]) and any(
-        w in _FLOOD_OF for w in words[end + 1 : end + 4]
+    return words[end : end + 1] in (["with"], ["of"]) and any(
+        w in _FLOOD_OF
+        for j, w in enumerate(words[end + 1 : end + 4], end + 1)
+        if text.clauses[j] == clause
     )
 
 
@@ -835,16 +845,29 @@ _LONG_AGO_MARKERS = _by_first_word(_LONG_AGO)
 _OVER_MARKERS = _by_first_word(_OVER)
 _RECENTLY_MARKERS = _by_first_word(_RECENTLY)
 _WORDING_MARKERS = _by_first_word(_WORDING_PHRASES)
+_SCHEDULED_CHECK_MARKERS = _by_first_word(_SCHEDULED_CHECKS)
 
 
 def _routine_check(text: _Text, start: int, end: int) -> bool:
-    """A test or inspection of the thing matched ("fire alarm test", "testing the sprinklers")."""
+    """A test or inspection of the thing matched ("fire alarm test", "testing the sprinklers"),
+    or a scheduled one in its clause ("went off during the building's scheduled test")."""
     words, clause = text.words, text.clauses[start]
     after = [
         w for i, w in enumerate(words[end : end + _ROUTINE_AFTER], end) if text.clauses[i] == clause
     ]
-    before = words[max(start - 2, 0) : start]
-    return any(w in _ROUTINE_CHECK for w in after) or any(w in _ROUTINE_BEFORE for w in before)
+    before = [
+        w
+        for i, w in enumerate(words[max(start - 2, 0) : start], max(start - 2, 0))
+        if text.clauses[i] == clause
+    ]
+    if any(w in _ROUTINE_CHECK for w in after) or any(w in _ROUTINE_BEFORE for w in before):
+        return True
+    lo, hi = start, end
+    while lo > max(start - _PAST_WINDOW, 0) and text.clauses[lo - 1] == clause:
+        lo -= 1
+    while hi < min(end + _PAST_WINDOW, len(words)) and text.clauses[hi] == clause:
+        hi += 1
+    return _has_marker(words, _SCHEDULED_CHECK_MARKERS, lo, hi, negatable=True)
 
 
 def _in_the_past(text: _Text, start: int, end: int) -> bool:
@@ -870,79 +893,44 @@ def _in_the_past(text: _Text, start: int, end: int) -> bool:
     )
 
 
-# "smoke detector in bay 7 chirps every minute, pretty sure its the low battery": a detector
-# asking for a battery is upkeep. Only when the sentence says so (not "its not the
-# battery", "battery is fine", "battery backup") and nothing in it says the alarm is
-# sounding ("going off", "wont stop"); and only the detector's own name is set aside: "the
-# smoke alarm needs a new battery and I smell something burning" still matches "burning".
-_DETECTORS = frozenset({"detector", "detectors", "alarm", "alarms"})
-_DETECTOR_NAME = _DETECTORS | {"smoke", "fire", "co", "carbon", "monoxide"}
-# fmt: off
-_UPKEEP = _by_first_word(
-    [
-        ("low", "battery"), ("battery", "is", "low"), ("battery", "low"), ("battery", "chirp"),
-        ("new", "battery"), ("dead", "battery"), ("battery", "is", "dead"), ("battery", "died"),
-        ("battery", "dying"), ("replace", "the", "battery"), ("change", "the", "battery"),
-        ("its", "the", "battery"), ("needs", "a", "battery"), ("9v",), ("9", "volt"),
-    ]
-)
-_SOUNDING = _by_first_word(
-    [
-        ("going", "off"), ("went", "off"), ("goes", "off"), ("wont", "stop"),
-        ("keeps", "going"), ("sounding",), ("blaring",), ("screeching",), ("wailing",),
-    ]
-)
-# fmt: on
+@dataclass(frozen=True, slots=True)
+class _Wording:
+    opens: bool  # the text opens by asking for words: its keywords are what they are about
+    sentences: frozenset[int]  # the sentences that ask for words later in the text
 
 
-def _detector_upkeep(text: _Text, start: int, end: int) -> bool:
-    """The match is a detector's name, in a sentence about replacing its battery."""
-    words = text.words
-    if not all(w in _DETECTOR_NAME for w in words[start:end]):
-        return False
-    if words[end - 1] not in _DETECTORS and (end >= len(words) or words[end] not in _DETECTORS):
-        return False
-    sentence = text.sentences[start]
-    lo = text.sentences.index(sentence)
-    hi = lo
-    while hi < len(words) and text.sentences[hi] == sentence:
-        hi += 1
-    return _has_marker(words, _UPKEEP, lo, hi, negatable=True) and not _has_marker(
-        words, _SOUNDING, lo, hi
-    )
+_NO_WORDING = _Wording(False, frozenset())
 
 
-_OPENS_WITH_WORDING = "opens"
-_ASKS_WORDING_LATER = "later"
-
-
-def _wording_request(text: _Text) -> str:
+def _wording_request(text: _Text) -> _Wording:
     """Whether the text asks for words about something: it opens with the request ("write
-    an apology for the outage"), asks later ("... can you punch it up"), or does not ("")."""
+    an apology for the outage"), or a later sentence asks ("... can you punch it up")."""
     words = text.words
     if "incident" in words or "incidents" in words:
-        return ""
+        return _NO_WORDING
     for i, word in enumerate(words[:8]):
         if word in _POLITE:
             continue
         if word in _WORDING_VERBS and words[i + 1 : i + 2] != ["down"]:
-            return _OPENS_WITH_WORDING  # "write down the time: ..." is a note
+            return _Wording(True, frozenset())  # "write down the time: ..." is a note
         if word in _REPLY_VERBS and any(w in _REPLY_OBJECTS for w in words[i + 1 : i + 8]):
-            return _OPENS_WITH_WORDING
+            return _Wording(True, frozenset())
         break
-    if _has_marker(words, _WORDING_MARKERS) or any(w in _EDITING_VERBS for w in words):
-        return _ASKS_WORDING_LATER
-    if any(
-        w in _WRITING_VERBS and any(o in _DOCUMENTS for o in words[i + 1 : i + 4])
-        for i, w in enumerate(words)
-    ):
-        return _ASKS_WORDING_LATER  # "... we rented a fog machine. Write a flyer for '...'"
-    return ""
+    asking = set()
+    for i, word in enumerate(words):
+        if (
+            word in _EDITING_VERBS
+            or (word in _WRITING_VERBS and any(o in _DOCUMENTS for o in words[i + 1 : i + 4]))
+            or any(tuple(words[i : i + len(m)]) == m for m in _WORDING_MARKERS.get(word, ()))
+        ):
+            asking.add(text.sentences[i])  # "... we rented a fog machine. Write a flyer for"
+    return _Wording(False, frozenset(asking)) if asking else _NO_WORDING
 
 
 def _is_wording_request(text: _Text) -> bool:
     """The text asks for words about something ("write an apology for the outage")."""
-    return bool(_wording_request(text))
+    wording = _wording_request(text)
+    return wording.opens or bool(wording.sentences)
 
 
 # For ``hedged``: when it was, or that it is over or planned. Not where it happened, nor
@@ -951,12 +939,7 @@ def _is_wording_request(text: _Text) -> bool:
 _NOT_LIVE_MARKERS = _by_first_word(
     [
         *(m for m in _LONG_AGO if m not in _ELSEWHERE and m != ("last", "time")),
-        *(m for m in _OVER if m not in {("repaired",), ("repairs",)}),
-        # Said to be over, anywhere in the text: "...came and cleared it", "all green now".
-        ("cleared", "it"),
-        ("all", "green"),
-        ("already", "handled"),
-        ("handled", "it"),
+        *(m for m in _OVER if m not in {("repaired",), ("repairs",), ("already", "handled")}),
         ("planned",),
         ("scheduled",),
         ("inspection",),
@@ -1049,26 +1032,27 @@ _SYMPTOM_STEMS = frozenset(
 )
 
 
-# A threat to the writer ("HE WILL HURT ME IF I DONT GIVE REFUND") or a weapon drawn is read
-# literally too: a classifier that sees "refund" or "review" must not talk it down.
-_THREATS = frozenset(
+# Keywords read literally like a symptom: a person's threat to the writer ("HE WILL HURT
+# ME IF I DONT GIVE REFUND"), fire seen or fought ("the projector screen is burning, flames
+# on the bottom corner"), carbon monoxide and gas. A classifier that sees "refund" or
+# "projector" or "new battery" must not talk them down.
+# fmt: off
+_LITERAL = frozenset(
     _phrase_stems(p)
     for p in (
-        "will hurt me",
-        "gonna hurt me",
-        "going to hurt me",
-        "hurt me if",
-        "said hell hurt",
-        "threatened to hurt",
-        "pulled a knife",
-        "pulled out a knife",
-        "pulled a gun",
-        "pulled out a gun",
-        "waving a knife",
-        "waving a gun",
-        "pointing a gun",
+        "he will hurt me", "she will hurt me", "they will hurt me", "hes going to hurt me",
+        "hes gonna hurt me", "said hell hurt", "threatened to hurt me", "threatening to hurt me",
+        "flames", "get the extinguisher", "grab the extinguisher", "need the extinguisher",
+        "need an extinguisher", "used the extinguisher", "emptied the extinguisher",
+        "carbon monoxide", "co alarm", "co detector", "co monitor", "gas smell", "smell gas",
+        "smells like gas", "smell of gas", "gas leak", "gas odor", "gas odour",
     )
 )
+# fmt: on
+
+
+def _literal(phrase: _Phrase) -> bool:
+    return not _SYMPTOM_STEMS.isdisjoint(phrase.stems) or phrase.stems in _LITERAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -1076,8 +1060,8 @@ class EmergencyAssessment:
     route: RouteSnapshot | None  # the emergency route a keyword forces, if any
     dismissed: tuple[str, ...]  # emergency keywords present but set aside by a guard
     # A forcing keyword is a symptom of a person's body ("gasping", "slurring", "cardiac")
-    # or a threat to the writer ("will hurt me"): it has no other sense at a venue desk, so no
-    # classifier may overrule it.
+    # or read as literally (``_LITERAL``: a threat, flames, gas): it has no other sense at
+    # a venue desk, so no classifier may overrule it.
     symptom: bool = False
 
 
@@ -1107,7 +1091,7 @@ def _matches(
     stems = _correct_typos(text.stems, compiled)
     found: list[_Match] = []
     idioms: list[tuple[int, int]] | None = None
-    wording: str | None = None
+    wording: _Wording | None = None
     laughing: frozenset[int] | None = None
     weighed = 0
     for i, s in enumerate(stems):
@@ -1133,17 +1117,16 @@ def _matches(
                     if text.clauses[i] in laughing:
                         continue  # "wifi is on fire today lol"
                 if (
-                    # Asked for later in the text, words never set a symptom aside: "guy
-                    # collapsed not breathing, sorry I can't write the flyer now".
-                    (
-                        wording == _OPENS_WITH_WORDING
-                        or (wording and _SYMPTOM_STEMS.isdisjoint(phrase.stems))
-                    )
+                    # A text that opens by asking for words is about them; a later request
+                    # sets aside the keywords of its own sentence ("... Write a flyer for
+                    # 'Smoke and Swing' night"), not those of another ("Fire in the kitchen,
+                    # everyone out. can you reword this for the group chat"), never a symptom.
+                    wording.opens
+                    or (text.sentences[i] in wording.sentences and not _literal(phrase))
                     or any(a <= i and end <= b for a, b in idioms)
                     or _routine_check(text, i, end)
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
-                    or _detector_upkeep(text, i, end)
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:
@@ -1196,10 +1179,7 @@ class RulesStrategy(RoutingStrategy):
         return EmergencyAssessment(
             _best_emergency(found, compiled, catalog),
             tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
-            symptom=any(
-                not _SYMPTOM_STEMS.isdisjoint(m.phrase.stems) or m.phrase.stems in _THREATS
-                for m in found
-            ),
+            symptom=any(_literal(m.phrase) for m in found),
         )
 
     def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:
