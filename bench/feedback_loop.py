@@ -149,6 +149,74 @@ PARAPHRASES: dict[str, list[str]] = {
         "announcement that bay 3 is open again after last week's leak repairs",
         "announcement: bay 3 back open after the leak repairs last week",
     ],
+    # Misroutes of routing/data/eval_blind11.jsonl after the fifth pass.
+    "staff door card reader is stuck on solid red and the access controller shows offline in "
+    "the dashboard, keypad codes still work": [
+        "the staff door card reader shows solid red and the access controller is offline on "
+        "the dashboard, keypad codes still work",
+    ],
+    "Bay 2 cam: guy went down after slipping on the edge of the hitting mat, he's holding his "
+    "ankle and hasn't gotten up in like 5 min": [
+        "Bay 4 cam: a guy went down after slipping on the edge of the mat, holding his ankle "
+        "and hasn't gotten up for 5 min",
+    ],
+    "Power went out for 20 min during yesterday's storm, everything's back to normal. A member "
+    "wants credit for the session that got cut off - can we add an hour to his account?": [
+        "Power was out 20 min in yesterday's storm, everything's back to normal. A member wants "
+        "credit for his cut-off session - can we add an hour to his account?",
+    ],
+    "URGENT pls - what do we charge for a 3 hour block on a Saturday night? customer waiting on "
+    "the phone": [
+        "URGENT - what do we charge for a 3 hour block on Saturday night? customer on the phone",
+    ],
+    "Punch this up for twitter: 'Come murder the ball at our long drive comp'": [
+        "Punch this up for twitter please: 'Come murder the ball at the long drive comp'",
+    ],
+    "Is this caption ok? 'Our happy hour prices will give you a heart attack 💀'": [
+        "Is this caption ok? 'Our happy hour prices will give you a heart attack'",
+    ],
+    "Fire alarm went off at 2pm from burnt popcorn, fire dept came and cleared it, all good "
+    "now. Bays 4 and 5 lost 30 min - can we extend their bookings?": [
+        "Fire alarm went off at 2pm from burnt popcorn, the fire dept came and cleared it, all "
+        "good now. Bays 4 and 5 lost half an hour - can we extend their bookings?",
+    ],
+    "text blast for Father's Day: 20% off bays all day Sunday": [
+        "text blast for Father's Day: 20% off all bays on Sunday",
+    ],
+    "the lady who twisted her ankle here in the spring came back fully healed - what gift card "
+    "amounts do we offer? want to give her one as a goodwill gesture": [
+        "the lady who twisted her ankle here in the spring is back fully healed - what gift "
+        "card amounts do we offer? want to give her one as goodwill",
+    ],
+    "Hurricane is expected Thursday night. We're closing Thursday 6pm and reopening Friday "
+    "noon - write the text to customers who have bookings in that window": [
+        "Hurricane expected Thursday night. We close Thursday 6pm and reopen Friday noon - "
+        "write the text to customers booked in that window",
+    ],
+    "text to customers booked Tuesday 8-9am: there'll be a short evacuation drill at 8:15, "
+    "we'll add 15 minutes to their session": [
+        "text to customers booked Tuesday 8-9am: a short evacuation drill at 8:15, we'll add "
+        "15 minutes to their session",
+    ],
+    "🔥🔥🔥 bar microwave": ["🔥🔥🔥 the bar microwave"],
+    "Halloween party post: spooky smoke-filled bays (it's a fog machine), costume contest, "
+    "Oct 31 from 8pm": [
+        "Halloween party post: spooky smoke-filled bays (a fog machine), costume contest, "
+        "Oct 31 from 8pm",
+    ],
+    "post congratulating Mia for shattering the course record on our St Andrews sim": [
+        "post congratulating Mia on shattering the course record on our St Andrews sim",
+    ],
+    "remote: every camera went offline at once and the alarm panel says running on battery, "
+    "there are still people booked inside": [
+        "remote: all the cameras went offline at once and the alarm panel says on battery, "
+        "people are still booked inside",
+    ],
+    "watching bay 6 on the remote cam, a ball bounced back off the screen frame and the woman "
+    "is holding her eye, her friend is waving at the camera": [
+        "watching bay 6 on the remote cam, a ball bounced off the screen frame and the woman is "
+        "holding her eye, her friend waving at the camera",
+    ],
 }
 
 

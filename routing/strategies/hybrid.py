@@ -98,18 +98,24 @@ class HybridStrategy(RoutingStrategy):
         chance, likeliest = _emergency_chance(probs, catalog)
         # A sentence alone has lost its context ("...no smoke or smell, just dead"), so
         # it can raise a doubt, or keep a keyword from being overruled, but never route.
-        # Not scored when the whole text already keeps its keyword standing.
+        # Not scored when the whole text already keeps its keyword standing, nor when it is
+        # an example's own text: a route was said for it (an admin's re-label), so a keyword
+        # in it is doubted, never forced; the person still gets the one-tap switch.
         doubt = chance
-        if emergency is None or (chance < RULES_OVERRULED_BELOW and not assessment.symptom):
+        known = self.local.knows(text, catalog)
+        if not known and (
+            emergency is None or (chance < RULES_OVERRULED_BELOW and not assessment.symptom)
+        ):
             for segment in _segments(text):
                 part = self.local.route_probabilities(segment, catalog)
                 doubt = max(doubt, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
         # something else ("the projector is on fire, so crisp", "reply to a review about
         # last winter's leak"), and never when it names a symptom. Even then the request is
-        # only doubted, never dismissed.
+        # only doubted, never dismissed. An example's own text follows its label.
         if emergency is not None and (
-            not probs or assessment.symptom or doubt >= RULES_OVERRULED_BELOW
+            not probs
+            or (chance >= 0.5 if known else assessment.symptom or doubt >= RULES_OVERRULED_BELOW)
         ):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
         overruled = emergency is not None
@@ -132,7 +138,7 @@ class HybridStrategy(RoutingStrategy):
             likeliest is not None
             and best == likeliest
             and chance >= CLASSIFIER_EMERGENCY_MIN
-            and not assessment.dismissed
+            and (known or not assessment.dismissed)
             and (chance >= HEDGED_STILL_ROUTES or not hedged(text))
         ):
             decision = RouteDecision(

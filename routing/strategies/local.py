@@ -19,6 +19,11 @@ class LocalStrategy(RoutingStrategy):
     def ready(self, catalog: RouteCatalog) -> bool:
         return local_router_model.ready(catalog.fingerprint)
 
+    def knows(self, text: str, catalog: RouteCatalog) -> bool:
+        """Whether the text is one of the examples the classifier was trained on."""
+        model = local_router_model.get(catalog.fingerprint)
+        return model is not None and model.knows(text)
+
     def route_probabilities(self, text: str, catalog: RouteCatalog) -> dict[str, float]:
         """The classifier's probability for each enabled route (empty with no model)."""
         model = local_router_model.get(catalog.fingerprint)

@@ -254,3 +254,15 @@ def test_evaluate_router_rejects_a_bad_file(tmp_path):
 def test_hybrid_does_not_page_an_emergency_without_a_safety_word(text):
     decision = decide(text)
     assert decision.route.slug != "emergency"
+
+
+def test_a_training_text_gets_its_own_label_unless_two_routes_claim_it():
+    examples = [*route_training_examples(), ("bay 3 is weird", "tech"), ("bay 3 is weird", "brand")]
+    trained = TextClassifier.train(examples)
+    fast = FastClassifier(trained.pipeline, trained.labels, trained.known)
+    text, label = examples[0]
+
+    for model in (trained, fast):
+        assert model.knows(text.upper())
+        assert model.predict_proba(text)[label] == 1.0
+        assert not model.knows("bay 7 is weird")  # digits fold, but two routes claim it

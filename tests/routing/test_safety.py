@@ -627,3 +627,37 @@ def test_a_live_incident_is_not_hedged_by_a_word_about_the_past():
 )
 def test_real_emergencies_that_look_like_the_guards_still_reach_emergency(text):
     assert decide(text).route.is_emergency
+
+
+# --------------------------------------------------------------------------- re-labels
+
+
+def test_a_relabelled_text_the_keywords_forced_goes_where_the_admin_said_with_the_switch():
+    from routing.services import route_utterance_add
+
+    text = (
+        "Fire alarm went off at noon from burnt toast, fire dept came and cleared it, all good"
+        " now. Bays 2 and 3 lost 30 min - can we extend their bookings?"
+    )
+    assert decide(text).route.is_emergency
+
+    route_utterance_add(route=Route.objects.get(slug="booking"), text=text)
+    decision = decide(text)
+
+    assert (decision.route.slug, decision.possible_emergency) == ("booking", True)
+    # The emergency policy still pages for a keyword, whatever the label.
+    assert decide(text, emergency_policy=EmergencyPolicy.EMERGENCY).route.is_emergency
+    # Only that text (digits and case folded): another alarm still forces Emergency.
+    assert decide(text.upper().replace("30", "45")).route.slug == "booking"
+    assert decide("fire alarm going off and smoke in the hall").route.is_emergency
+
+
+def test_a_relabelled_emergency_routes_to_emergency_even_with_a_keyword_set_aside():
+    from routing.services import route_utterance_add
+
+    text = "the alarm test was last week but today bay 4 guy went down and hasnt moved in 5 min"
+    route_utterance_add(route=Route.objects.get(slug="emergency"), text=text)
+
+    decision = decide(text)
+
+    assert decision.route.is_emergency
