@@ -16,24 +16,32 @@ from routing.strategies.rules import emergency_assess, emergency_match, hedged
 logger = logging.getLogger(__name__)
 
 # The safety rules catch emergencies (recall first); when they stay silent, the classifier
-# calling "emergency" is usually wrong (a terse "bay 4 dead", a "hi there"), and a false
-# emergency pages a manager. Cross-validated on routing/data, demanding 0.9 cut false
-# emergencies from 24 to 1 while still catching the one emergency the rules missed. With
-# the safety taxonomy's indirect emergencies to learn from, 0.8: no request of
-# routing/data/eval.jsonl that is not an emergency scores above 0.74 (README, "Routing safety").
-CLASSIFIER_EMERGENCY_MIN = 0.8
-# ...unless the text says it is not live ("the planned power shutdown sunday", rules.hedged):
-# then only this sure a classifier routes there alone; below it, the request is doubted.
+# alone routes to Emergency only this sure, since a false emergency pages a manager. The
+# bars below were set by training on all but one of the measured sets in
+# routing/data/learned, scoring the one left out, for each in turn (README, "Sixth pass"):
+# of ~1,100 emergencies and ~1,200 others, 0.8 sent 14 emergencies elsewhere and paged 51
+# false emergencies, 0.65 10 and 53, 0.55 4 and 54, 0.5 4 and 55.
+CLASSIFIER_EMERGENCY_MIN = 0.55
+# ...unless the text says it is not live ("the planned power shutdown sunday", rules.hedged)
+# or the rules read an emergency word and set it aside ("last month's flood"): then only
+# this sure a classifier routes there alone; below it, the request is doubted.
 HEDGED_STILL_ROUTES = 0.95
+DISMISSED_STILL_ROUTES = 0.95
+# Fewer words than this say too little for the classifier alone to page a manager ("hi
+# there" scored 0.77: "there" opens many an emergency); it can only doubt them. A terse
+# real one ("smoke bay 3", "POWER OUT") names its emergency, and the rules catch it.
+CLASSIFIER_MIN_WORDS = 3
 # Rules silent, and the classifier gives Emergency at least this much without routing
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the
 # configured EmergencyPolicy applies (README, "Routing safety": what 0.2-0.4 cost).
 POSSIBLE_EMERGENCY_MIN = 0.3
 # An emergency keyword matched, but the classifier gives Emergency less than this: the
 # keyword is used in another sense (a near-miss), so the request is doubted instead of
-# forced. Across the six development sets no real emergency the rules caught scored below
-# 0.23, while 26 of their 31 keyword near-misses score under 0.2 (README, "Routing safety").
-RULES_OVERRULED_BELOW = 0.2
+# forced. Under the bar no real emergency a rule caught in any measured set or hostile
+# review scores (the lowest: "Fire in bay 2, I'll write a response to the group chat
+# later", 0.027); 22 keyword near-misses of the measured sets score under it. At 0.2, 20
+# more were spared, but four real emergencies were left to the one-tap switch.
+RULES_OVERRULED_BELOW = 0.02
 # A message can bury an emergency inside another request ("can you check bay 6 got paid?
 # also a guy sliced his finger and it won't stop bleeding"): the classifier weighs the whole
 # text, so each sentence or aside of at least this many words is scored as well, and its
@@ -138,7 +146,8 @@ class HybridStrategy(RoutingStrategy):
             likeliest is not None
             and best == likeliest
             and chance >= CLASSIFIER_EMERGENCY_MIN
-            and (known or not assessment.dismissed)
+            and (known or len(text.split()) >= CLASSIFIER_MIN_WORDS)
+            and (known or not assessment.dismissed or chance >= DISMISSED_STILL_ROUTES)
             and (chance >= HEDGED_STILL_ROUTES or not hedged(text))
         ):
             decision = RouteDecision(

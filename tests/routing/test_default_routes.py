@@ -94,9 +94,10 @@ def test_the_emergency_vocabulary_is_extensive():
 
 
 @pytest.mark.django_db
-def test_utterances_come_from_the_training_set_then_the_safety_taxonomy():
+def test_utterances_come_from_the_training_set_the_safety_taxonomy_then_the_measured_sets():
     train = _rows("train.jsonl")
     taxonomy = json.loads((DATA / "safety_taxonomy.json").read_text())
+    learned = [r for path in sorted((DATA / "learned").glob("*.jsonl")) for r in _rows_from(path)]
     for slug in SLUGS:
         stored = Route.objects.get(slug=slug).utterance_list
         expected = [" ".join(r["text"].split()) for r in train if r["route"] == slug]
@@ -104,7 +105,32 @@ def test_utterances_come_from_the_training_set_then_the_safety_taxonomy():
             if slug == taxonomy["route"]:
                 expected += category["utterances"]
             expected += [n["text"] for n in category["near_misses"] if n["route"] == slug]
-        assert stored == list(dict.fromkeys(expected))
+        expected += [" ".join(r["text"].split()) for r in learned if r["route"] == slug]
+        # A line already there in another case is not added twice (the merge folds case).
+        unique: dict[str, str] = {}
+        for line in expected:
+            unique.setdefault(line.casefold(), line)
+        assert stored == list(unique.values())
+
+
+@pytest.mark.django_db
+def test_the_learned_sets_merge_is_idempotent_and_keeps_admin_edits():
+    migration = importlib.import_module("routing.migrations.0009_learned_from_measured_sets")
+    tech = Route.objects.get(slug="tech")
+    learned_line = migration.learned_lines()["tech"][0]
+    tech.utterances = "\n".join(
+        [*(u for u in tech.utterance_list if u != learned_line), "an admin's own line"]
+    )
+    tech.save()
+
+    migration.merge_learned_lines(django_apps, None)
+    once = {r.slug: r.utterances for r in Route.objects.all()}
+    migration.merge_learned_lines(django_apps, None)
+
+    assert {r.slug: r.utterances for r in Route.objects.all()} == once
+    tech.refresh_from_db()
+    assert learned_line in tech.utterance_list
+    assert "an admin's own line" in tech.utterance_list
 
 
 @pytest.mark.django_db

@@ -178,7 +178,7 @@ def test_a_long_paste_is_decided_in_a_thread_with_the_same_answer(monkeypatch):
 def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):
     system_config_update(confidence_threshold=0.999)
     openai_upstream.configure(fail="500")
-    decision = decide("TrackMan frozen in bay 3")
+    decision = decide("TrackMan keeps freezing in bay 3")
     assert decision.source == "local"
     assert decision.route.slug == "tech"
     assert decision.upstream_calls == 1

@@ -36,9 +36,9 @@ CATEGORIES = [
     "aggressive_threatening",
     "blocked_exits_hazards",
 ]
-# Not an emergency the rules know, but one the classifier gives a real chance (0.49 with
+# Not an emergency the rules know, but one the classifier gives a real chance (0.50 with
 # the shipped data) without it clearing the bar: described, not named.
-DOUBTED = "the guy in bay 6 is not on any booking and wont say who he is"
+DOUBTED = "a guy keeps walking in and out of bay 3 without a booking"
 
 
 def _rows(name: str) -> list[dict]:
@@ -247,11 +247,12 @@ def test_a_database_migrated_before_the_second_pass_gets_its_lines_once():
 # --------------------------------------------------------------------------- the data sets
 
 
-def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_line():
+def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_or_learned_line():
     taxonomy = [u for c in TAXONOMY["categories"] for u in c["utterances"]] + [
         n["text"] for c in TAXONOMY["categories"] for n in c["near_misses"]
     ]
-    trained = [_words(t) for t in taxonomy]
+    learned = [r["text"] for p in sorted((DATA / "learned").glob("*.jsonl")) for r in _rows(p)]
+    trained = [_words(t) for t in taxonomy + learned]
     close = []
     for name in sorted(p.name for p in DATA.glob("eval*.jsonl")):
         for row in _rows(name):
@@ -407,6 +408,28 @@ def test_a_dismissed_emergency_word_keeps_the_classifier_from_routing_there_alon
     decision = decide(text)
 
     assert decision.route.slug == "tech"
+
+
+def test_a_dismissed_emergency_word_does_not_hold_back_a_classifier_that_is_sure():
+    from routing.strategies.hybrid import DISMISSED_STILL_ROUTES
+    from routing.strategies.rules import emergency_assess
+
+    # "last night's storm" reads as over; the water still coming in is not.
+    text = "last night's storm left water pouring through the ceiling in bay 6 and its still coming"
+    assessment = emergency_assess(text, route_catalog_get())
+    assert assessment.route is None and assessment.dismissed == ("water pouring",)
+
+    decision = decide(text)
+
+    assert decision.route.is_emergency
+    assert decision.source == "local" and decision.confidence >= DISMISSED_STILL_ROUTES
+
+
+@pytest.mark.parametrize("text", ["hi there", "hello?"])
+def test_two_words_the_rules_do_not_know_never_page_a_manager(text):
+    decision = decide(text)
+
+    assert not decision.route.is_emergency
 
 
 @pytest.mark.parametrize(
