@@ -17,7 +17,7 @@
         --redis-url redis://127.0.0.1:6379/N [--relabel FILE] [--other FILE] [--json]
 
 The re-labelled lines become training examples in that throwaway database only; the shipped
-data never trains on an evaluation set.
+data never trains on a set still used for evaluation.
 """
 
 from __future__ import annotations
@@ -216,6 +216,50 @@ PARAPHRASES: dict[str, list[str]] = {
     "is holding her eye, her friend is waving at the camera": [
         "watching bay 6 on the remote cam, a ball bounced off the screen frame and the woman is "
         "holding her eye, her friend waving at the camera",
+    ],
+    # Misroutes of routing/data/eval_blind18.jsonl after the seventh pass.
+    "was gonna ask about the new price sheet but a player in 8 just went white as a sheet, "
+    "doubled over clutching his stomach, says its 10/10 pain": [
+        "was going to ask about the price sheet but a player in 8 went white as a sheet, "
+        "doubled over holding his stomach, says the pain is 10/10",
+    ],
+    "cctv: hooded guy in the office at 4am, no overnight bookings on the calendar": [
+        "cctv shows a hooded guy in the office at 4am and there are no overnight bookings",
+    ],
+    "that guy we banned last month is back, pacing by the entrance saying hes going to make "
+    "us pay": [
+        "the guy we banned last month is back pacing by the entrance, saying he'll make us pay",
+    ],
+    "thank you note to the corporate group from last week pls": [
+        "thank you note for the corporate group from last week please",
+    ],
+    "kitchen smoke thing last night is over, fire dept cleared us. do we comp the party that "
+    "got evacuated?": [
+        "the kitchen smoke thing from last night is over, fire dept cleared us. do we comp the "
+        "evacuated party?",
+    ],
+    "ambulance was here earlier for a guy who felt faint, hes fine and went home, his buddies "
+    "want their bay time credited": [
+        "ambulance came earlier for a guy who felt faint, he's fine and went home, his buddies "
+        "want their bay time credited",
+    ],
+    "impact screen in 6 has a big gash from a topped shot, bay is closed off, needs replacing": [
+        "impact screen in bay 6 has a big gash from a topped shot, bay closed off, needs replacing",
+    ],
+    "bay 3 screen looks like its bleeding, red streaks down the whole image": [
+        "the bay 3 screen looks like it's bleeding, red streaks down the whole picture",
+    ],
+    "trackman is on FIRE today lol everyone hitting bombs, can we post the leaderboard": [
+        "trackman is on FIRE today lol everybody hitting bombs, can we post the leaderboard",
+    ],
+    "new cocktail is called Fire in the Hole, ok to put that on the menu flyer?": [
+        "the new cocktail is called Fire in the Hole, ok to put it on the menu flyer?",
+    ],
+    "BAY 8 MAT SWAPPED BACK TO RIGHTY FOR LEAGUE": [
+        "BAY 8 MAT SWAPPED BACK TO RIGHTY FOR LEAGUE NIGHT"
+    ],
+    "lady sat in the lounge 2 hrs watching her son hit, he had the 5-7 in bay 6": [
+        "a lady sat in the lounge 2 hrs watching her son hit, he had the 5-7 in bay 6",
     ],
 }
 

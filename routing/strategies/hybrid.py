@@ -35,13 +35,18 @@ CLASSIFIER_MIN_WORDS = 3
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the
 # configured EmergencyPolicy applies (README, "Routing safety": what 0.2-0.4 cost).
 POSSIBLE_EMERGENCY_MIN = 0.3
-# An emergency keyword matched, but the classifier gives Emergency less than this: the
-# keyword is used in another sense (a near-miss), so the request is doubted instead of
-# forced. Under the bar no real emergency a rule caught in any measured set or hostile
-# review scores (the lowest: "Fire in bay 2, I'll write a response to the group chat
-# later", 0.027); 22 keyword near-misses of the measured sets score under it. At 0.2, 20
-# more were spared, but four real emergencies were left to the one-tap switch.
-RULES_OVERRULED_BELOW = 0.02
+# An emergency keyword matched, but the classifier gives Emergency less than this, on the
+# whole text and on each of its sentences and its opening clause: the keyword is used in
+# another sense (a near-miss), so the request is doubted instead of forced. Trained on all
+# but one measured set and scored on it, for each in turn (README, "Seventh pass"), 0.1
+# kept every emergency a rule caught while sparing 20 of the 68 keyword false emergencies
+# that 0.02 left; 0.2 spared 9 more but sent 3 real emergencies elsewhere.
+RULES_OVERRULED_BELOW = 0.1
+# People lead with the emergency ("Fire in bay 2, I'll write a response to the group chat
+# later"): a keyword in a message's opening clause, which the classifier reads as an
+# emergency on its own, is not overruled by what the rest of the message sounds like.
+OPENING_CLAUSE_MIN_WORDS = 3
+_OPENING_CLAUSE_END = re.compile(r"[,.;:!?\n]|\s[-\u2013\u2014]+\s")
 # A message can bury an emergency inside another request ("can you check bay 6 got paid?
 # also a guy sliced his finger and it won't stop bleeding"): the classifier weighs the whole
 # text, so each sentence or aside of at least this many words is scored as well, and its
@@ -114,7 +119,10 @@ class HybridStrategy(RoutingStrategy):
         if not known and (
             emergency is None or (chance < RULES_OVERRULED_BELOW and not assessment.symptom)
         ):
-            for segment in _segments(text):
+            pieces = _segments(text)
+            if emergency is not None:
+                pieces += _opening_clause(text)
+            for segment in pieces:
                 part = self.local.route_probabilities(segment, catalog)
                 doubt = max(doubt, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
@@ -248,6 +256,14 @@ def _segments(text: str) -> list[str]:
     if len(parts) < 2:
         return []
     return [p for p in parts if len(p.split()) >= SEGMENT_MIN_WORDS]
+
+
+def _opening_clause(text: str) -> list[str]:
+    """The message's first clause, when it is not the whole message and long enough to judge."""
+    opening = _OPENING_CLAUSE_END.split(text.strip(), maxsplit=1)[0].strip()
+    if opening == text.strip() or len(opening.split()) < OPENING_CLAUSE_MIN_WORDS:
+        return []
+    return [opening]
 
 
 def _emergency_chance(probs: dict[str, float], catalog: RouteCatalog) -> tuple[float, str | None]:

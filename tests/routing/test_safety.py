@@ -36,9 +36,9 @@ CATEGORIES = [
     "aggressive_threatening",
     "blocked_exits_hazards",
 ]
-# Not an emergency the rules know, but one the classifier gives a real chance (0.50 with
+# Not an emergency the rules know, but one the classifier gives a real chance (0.37 with
 # the shipped data) without it clearing the bar: described, not named.
-DOUBTED = "a guy keeps walking in and out of bay 3 without a booking"
+DOUBTED = "the floor in bay 1 feels soft near the screen"
 
 
 def _rows(name: str) -> list[dict]:
@@ -329,7 +329,7 @@ def test_evaluate_router_reports_safety_figures_per_category(tmp_path):
     path = tmp_path / "set.jsonl"
     lines = [
         {"text": "smoke pouring out of the projector", "route": "emergency", "category": "fire"},
-        {"text": DOUBTED, "route": "emergency", "category": "break_in"},
+        {"text": DOUBTED, "route": "emergency", "category": "building"},
         {"text": "TrackMan frozen in bay 3", "route": "tech", "category": "tech"},
         {"text": "reminder: fire drill next tuesday", "route": "brand", "category": "near_miss"},
     ]
@@ -346,7 +346,7 @@ def test_evaluate_router_reports_safety_figures_per_category(tmp_path):
     assert report["false_emergencies"] == 0.0
     assert report["possible_emergency_share"] == 0.25
     assert report["llm_share"] == 0.0
-    assert report["per_category"]["break_in"]["emergency_recall"] == 0.0
+    assert report["per_category"]["building"]["emergency_recall"] == 0.0
     assert report["per_category"]["fire"]["emergency_recall"] == 1.0
     assert report["per_category"]["near_miss"]["false_emergency_count"] == 0
     text = out.getvalue()
@@ -373,7 +373,7 @@ def test_evaluate_router_still_reads_files_without_categories(tmp_path):
 
 
 def test_an_emergency_word_in_another_sense_is_overruled_by_the_classifier_and_doubted():
-    text = "projector in bay 4 is on fire, the picture is so crisp since the new lamp"
+    text = "the picture on the bay 4 projector is on fire since the new lamp, so crisp"
     assert emergency_match(text, route_catalog_get()) is not None
 
     decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
