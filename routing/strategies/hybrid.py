@@ -28,7 +28,7 @@ CLASSIFIER_EMERGENCY_MIN = 0.55
 HEDGED_STILL_ROUTES = 0.95
 DISMISSED_STILL_ROUTES = 0.95
 # Fewer words than this say too little for the classifier alone to page a manager ("hi
-# there" scored 0.77: "there" opens many an emergency); it can only doubt them. A terse
+# there" scores 0.61: "hi", "hey" and "there's" open many an emergency); it can only doubt them. A terse
 # real one ("smoke bay 3", "POWER OUT") names its emergency, and the rules catch it.
 CLASSIFIER_MIN_WORDS = 3
 # Rules silent, and the classifier gives Emergency at least this much without routing
@@ -121,7 +121,8 @@ class HybridStrategy(RoutingStrategy):
         ):
             pieces = _segments(text)
             if emergency is not None:
-                pieces += _opening_clause(text)
+                # Often the opening clause is the first sentence too: scored once.
+                pieces += [c for c in _opening_clause(text) if c not in pieces]
             for segment in pieces:
                 part = self.local.route_probabilities(segment, catalog)
                 doubt = max(doubt, _emergency_chance(part, catalog)[0])
@@ -260,8 +261,9 @@ def _segments(text: str) -> list[str]:
 
 def _opening_clause(text: str) -> list[str]:
     """The message's first clause, when it is not the whole message and long enough to judge."""
-    opening = _OPENING_CLAUSE_END.split(text.strip(), maxsplit=1)[0].strip()
-    if opening == text.strip() or len(opening.split()) < OPENING_CLAUSE_MIN_WORDS:
+    whole = text.strip()
+    opening = _OPENING_CLAUSE_END.split(whole, maxsplit=1)[0].strip()
+    if opening == whole or len(opening.split()) < OPENING_CLAUSE_MIN_WORDS:
         return []
     return [opening]
 

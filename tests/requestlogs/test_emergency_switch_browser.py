@@ -25,11 +25,10 @@ from tests.routing.test_safety import DOUBTED
 def taxonomy_routes(default_routes):  # noqa: F811
     """The default routes with the safety taxonomy and the learned sets merged, as the
     migrations leave them (a transactional test elsewhere may have flushed them)."""
-    for name, merge in (
-        ("0005_safety_taxonomy_update", "merge_taxonomy_and_training_lines"),
-        ("0009_learned_from_measured_sets", "merge_learned_lines"),
-    ):
-        getattr(importlib.import_module(f"routing.migrations.{name}"), merge)(django_apps, None)
+    training = importlib.import_module("routing.migrations.0005_safety_taxonomy_update")
+    training.merge_taxonomy_and_training_lines(django_apps, None)
+    learned = importlib.import_module("routing.migrations.0009_learned_from_measured_sets")
+    learned.merge_learned_lines(django_apps, None)
     route_catalog_invalidate()
     return default_routes
 

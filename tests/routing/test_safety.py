@@ -251,7 +251,11 @@ def test_no_evaluation_line_is_trained_on_or_close_to_a_taxonomy_or_learned_line
     taxonomy = [u for c in TAXONOMY["categories"] for u in c["utterances"]] + [
         n["text"] for c in TAXONOMY["categories"] for n in c["near_misses"]
     ]
-    learned = [r["text"] for p in sorted((DATA / "learned").glob("*.jsonl")) for r in _rows(p)]
+    learned = [
+        r["text"]
+        for p in sorted((DATA / "learned").glob("*.jsonl"))
+        for r in _rows(f"learned/{p.name}")
+    ]
     trained = [_words(t) for t in taxonomy + learned]
     close = []
     for name in sorted(p.name for p in DATA.glob("eval*.jsonl")):
