@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, make_pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class TextClassifier:
 
     def __init__(
         self,
-        pipeline: CalibratedClassifierCV,
+        pipeline: Pipeline,
         labels: Sequence[str],
         known: dict[str, str] | None = None,
     ) -> None:
@@ -84,17 +84,20 @@ class TextClassifier:
                 ),
             ]
         )
+        # The texts are vectorised once, and the calibration's folds share that vocabulary:
+        # fitting the vectorisers again in each fold cost two thirds of a retrain (4.2 s ->
+        # 1.4 s on 4,707 examples) and changed no decision (README, "Eighth pass").
+        matrix = features.fit_transform(texts)
         # LinearSVC: as accurate as logistic regression here and ten times faster to train
         # (measured on routing/data: see the README), which matters at every retrain.
-        base = make_pipeline(features, LinearSVC(C=1.0))
         folds = max(2, min(5, min(labels.count(label) for label in set(labels))))
-        model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False)
-        model.fit(texts, labels)
+        model = CalibratedClassifierCV(LinearSVC(C=1.0), method="sigmoid", cv=folds, ensemble=False)
+        model.fit(matrix, labels)
         seen: dict[str, set[str]] = {}
         for doc, label in zip(texts, labels, strict=True):
             seen.setdefault(doc, set()).add(label)
         known = {doc: next(iter(found)) for doc, found in seen.items() if len(found) == 1}
-        return cls(model, model.classes_, known)
+        return cls(Pipeline([("features", features), ("model", model)]), model.classes_, known)
 
     def predict_proba(self, text: str) -> dict[str, float]:
         doc = normalise(text)
@@ -121,14 +124,14 @@ class FastClassifier(TextClassifier):
 
     def __init__(
         self,
-        pipeline: CalibratedClassifierCV,
+        pipeline: Pipeline,
         labels: Sequence[str],
         known: dict[str, str] | None = None,
     ) -> None:
         super().__init__(pipeline, labels, known)
-        calibrated = pipeline.calibrated_classifiers_[0]
-        fitted = calibrated.estimator
-        union, linear = fitted.steps[0][1], fitted.steps[-1][1]
+        union, model = pipeline.steps[0][1], pipeline.steps[-1][1]
+        calibrated = model.calibrated_classifiers_[0]
+        linear = calibrated.estimator
         self._features: list[tuple[Callable[[str], list[int]], np.ndarray, int]] = []
         offset = 0
         for _, vectorizer in union.transformer_list:

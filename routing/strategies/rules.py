@@ -1034,8 +1034,9 @@ _SYMPTOM_STEMS = frozenset(
 
 # Keywords read literally like a symptom: a person's threat to the writer ("HE WILL HURT
 # ME IF I DONT GIVE REFUND"), fire seen or fought ("the projector screen is burning, flames
-# on the bottom corner"), carbon monoxide and gas. A classifier that sees "refund" or
-# "projector" or "new battery" must not talk them down.
+# on the bottom corner"), carbon monoxide and gas, gunfire, a bomb threat and an armed
+# robbery. A classifier that sees "refund" or "projector" or "new battery" or "cops haven't
+# cleared it" must not talk them down.
 # fmt: off
 _LITERAL = frozenset(
     _phrase_stems(p)
@@ -1046,6 +1047,7 @@ _LITERAL = frozenset(
         "need an extinguisher", "used the extinguisher", "emptied the extinguisher",
         "carbon monoxide", "co alarm", "co detector", "co monitor", "gas smell", "smell gas",
         "smells like gas", "smell of gas", "gas leak", "gas odor", "gas odour",
+        "shots fired", "bomb threat", "armed robbery",
     )
 )
 # fmt: on

@@ -18,7 +18,12 @@ from config.services import system_config_update
 from routing.models import Route
 from routing.router import route_decide
 from routing.selectors import route_catalog_get
-from routing.strategies.hybrid import CLASSIFIER_EMERGENCY_MIN, POSSIBLE_EMERGENCY_MIN
+from routing.strategies.hybrid import (
+    CLASSIFIER_EMERGENCY_MIN,
+    POSSIBLE_EMERGENCY_MIN,
+    RULES_OVERRULED_BELOW,
+    HybridStrategy,
+)
 from routing.strategies.rules import emergency_match, hedged
 
 pytestmark = pytest.mark.django_db
@@ -244,6 +249,23 @@ def test_a_database_migrated_before_the_second_pass_gets_its_lines_once():
     assert break_ins["keywords"][-1] in emergency.keyword_list
 
 
+def test_a_database_migrated_before_the_eighth_pass_gets_its_learned_lines_once():
+    migration = importlib.import_module("routing.migrations.0010_learned_eighth_pass")
+    emergency = Route.objects.get(slug="emergency")
+    # As 0009 left a database migrated before the eighth pass's files were there.
+    gone = {" ".join(r["text"].split()) for r in _rows("learned/understated.jsonl")}
+    emergency.utterances = "\n".join(u for u in emergency.utterance_list if u not in gone)
+    emergency.save()
+
+    migration.merge_learned_lines(django_apps, None)
+    once = {r.slug: r.utterances for r in Route.objects.all()}
+    migration.merge_learned_lines(django_apps, None)
+
+    assert {r.slug: r.utterances for r in Route.objects.all()} == once
+    emergency.refresh_from_db()
+    assert gone <= set(emergency.utterance_list)
+
+
 # --------------------------------------------------------------------------- the data sets
 
 
@@ -390,6 +412,51 @@ def test_an_emergency_word_in_another_sense_is_overruled_by_the_classifier_and_d
 
 def test_a_keyword_the_classifier_also_reads_as_an_emergency_still_forces_it():
     decision = decide("the projector is on fire, flames coming out of the vent")
+    assert (decision.route.slug, decision.source) == ("emergency", "rules")
+
+
+def _emergency_chance(text: str) -> float:
+    catalog = route_catalog_get()
+    probs = HybridStrategy().local.route_probabilities(text, catalog)
+    return sum(p for slug, p in probs.items() if catalog.by_slug[slug].is_emergency)
+
+
+@pytest.mark.parametrize(
+    ("text", "route"),
+    [
+        (
+            "bay 7 kid had a nosebleed earlier from the dry air, mom cleaned him up and they "
+            "kept playing. she wants the rest of the session moved to saturday",
+            "booking",
+        ),
+        (
+            "our new cocktail is called the Smoke Show, can you write two lines for the drinks board",
+            "brand",
+        ),
+    ],
+)
+def test_a_long_message_the_classifier_reads_as_no_emergency_overrules_its_keyword(text, route):
+    # An incident already over with a request about it, a drink's name: the keyword is there,
+    # the classifier gives the whole message well under the bar, and it says enough to judge.
+    assert emergency_match(text, route_catalog_get()) is not None
+    assert _emergency_chance(text) < RULES_OVERRULED_BELOW
+
+    decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert (decision.route.slug, decision.source) == (route, "local")
+    assert decision.possible_emergency is True
+
+
+@pytest.mark.parametrize(
+    "text", ["popcorn machine burning in the lounge", "blood on the bay 4 mat"]
+)
+def test_a_terse_keyword_message_is_forced_though_the_classifier_doubts_it(text):
+    # Six words are mostly their keyword: a chance the classifier gives a long message
+    # (under RULES_OVERRULED_BELOW) does not set this one's keyword aside.
+    assert 0 < _emergency_chance(text) < RULES_OVERRULED_BELOW
+
+    decision = decide(text)
+
     assert (decision.route.slug, decision.source) == ("emergency", "rules")
 
 
