@@ -35,26 +35,28 @@ CLASSIFIER_MIN_WORDS = 3
 # there: a meaningful chance of a missed emergency, so the decision is doubted and the
 # configured EmergencyPolicy applies (README, "Routing safety": what 0.2-0.4 cost).
 POSSIBLE_EMERGENCY_MIN = 0.3
-# An emergency keyword matched, but the classifier gives Emergency less than this, on the
-# whole text and on each of its sentences: the keyword is used in another sense (a
-# near-miss: an incident already over and a request about it, an idiom, a product name),
-# so the request is doubted instead of forced. Trained on all but one measured set and
-# scored on it, for each in turn (README, "Eighth pass"): of ~1,600 emergencies and ~2,500
-# others, 0.1 forced 94 false emergencies and sent 8 emergencies elsewhere; 0.3 (with the
-# terse bar below) 60 and 8; 0.5 50 and 10, obvious ones among them ("the popcorn machine
-# in the lounge is on fire").
+# An emergency keyword matched, but the classifier gives the whole message less than this:
+# the keyword is used in another sense (a near-miss: an incident already over and a request
+# about it, an idiom, a product name), so the request is doubted instead of forced. Trained
+# on all but one measured set and scored on it, for each in turn (README, "Eighth pass": 23
+# sets, ~1,600 emergencies and ~2,500 others), 0.1 forced 56 false emergencies and sent 8
+# emergencies elsewhere, 0.2 51 and 8, 0.3 45 and 8, 0.5 45 and 10.
 RULES_OVERRULED_BELOW = 0.3
 # A message of this many words or fewer is mostly its keyword ("teeth knocked out. bay 7.
-# golf club.", "someone broke into the Bedford location last night") and says too little
-# for the classifier to set the keyword aside: only this unsure a classifier overrules it.
+# golf club.", "aggressive guest need help") and says too little for the classifier to set
+# the keyword aside: it stands. A bar of 0.1 here sent "aggressive guest need help" (0.05)
+# elsewhere, for 4 false emergencies spared in ~2,500 (README, "Eighth pass").
 TERSE_MAX_WORDS = 8
-RULES_OVERRULED_BELOW_TERSE = 0.1
 _WORDS = re.compile(r"\w+")
 # People lead with the emergency ("Fire in bay 2, I'll write a response to the group chat
-# later"): a keyword stands when the message's opening clause alone reads as an emergency
-# this surely, whatever the rest sounds like. Not lower: an opening clause has lost the rest
-# of its message, and "fire alarm went off at 9pm, ... false alarm" opens with one too.
-OPENING_CLAUSE_STANDS = 0.6
+# later") or add it after a list of chores ("... also smoke coming out of the bay 6
+# projector"): a keyword stands when the message's opening clause, or one of its sentences,
+# alone reads as an emergency this surely, whatever the rest sounds like. Not lower: a
+# piece has lost the rest of its message ("leak sensor keeps reporting WET", "but the floor
+# is bone dry"); at 0.3, 15 more false emergencies and no emergency more. Never (no piece
+# keeps a keyword) spared 21 more, but sent 8 of the 12 hostile reviews' buried or leading
+# emergencies elsewhere (README, "Eighth pass").
+PIECE_STANDS = 0.6
 OPENING_CLAUSE_MIN_WORDS = 3
 _OPENING_CLAUSE_END = re.compile(r"[,.;:!?\n]|\s[-\u2013\u2014]+\s")
 # A message can bury an emergency inside another request ("can you check bay 6 got paid?
@@ -119,19 +121,24 @@ class HybridStrategy(RoutingStrategy):
         emergency = assessment.route
         probs = self.local.route_probabilities(text, catalog)
         chance, likeliest = _emergency_chance(probs, catalog)
-        # A sentence alone has lost its context ("...no smoke or smell, just dead"), so
-        # it can raise a doubt, or keep a keyword from being overruled, but never route.
-        # Not scored when the whole text already keeps its keyword standing, nor when it is
-        # an example's own text: a route was said for it (an admin's re-label), so a keyword
-        # in it is doubted, never forced; the person still gets the one-tap switch.
+        # A sentence alone has lost its context ("...no smoke or smell, just dead"), so it
+        # can raise a doubt but never route, and keeps a keyword standing only when it reads
+        # as an emergency alone (PIECE_STANDS). Not scored when the whole text already keeps
+        # its keyword standing, nor when it is an example's own text: a route was said for it
+        # (an admin's re-label), so a keyword in it is doubted, never forced; the person
+        # still gets the one-tap switch.
         doubt = chance
-        opening = 0.0
+        sentence = opening = 0.0
         known = self.local.knows(text, catalog)
-        overrule_bar = _overrule_bar(text)
-        if not known and (emergency is None or (chance < overrule_bar and not assessment.symptom)):
+        terse = len(_WORDS.findall(text)) <= TERSE_MAX_WORDS
+        if not known and (
+            emergency is None
+            or (chance < RULES_OVERRULED_BELOW and not assessment.symptom and not terse)
+        ):
             for segment in _segments(text):
                 part = self.local.route_probabilities(segment, catalog)
-                doubt = max(doubt, _emergency_chance(part, catalog)[0])
+                sentence = max(sentence, _emergency_chance(part, catalog)[0])
+            doubt = max(doubt, sentence)
             if emergency is not None:
                 for clause in _opening_clause(text):
                     part = self.local.route_probabilities(clause, catalog)
@@ -145,7 +152,10 @@ class HybridStrategy(RoutingStrategy):
             or (
                 chance >= 0.5
                 if known
-                else assessment.symptom or doubt >= overrule_bar or opening >= OPENING_CLAUSE_STANDS
+                else assessment.symptom
+                or terse
+                or chance >= RULES_OVERRULED_BELOW
+                or max(sentence, opening) >= PIECE_STANDS
             )
         ):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
@@ -263,15 +273,6 @@ class HybridStrategy(RoutingStrategy):
             source="local",
             possible_emergency=doubted,
         )
-
-
-def _overrule_bar(text: str) -> float:
-    """How sure the classifier must be that a keyword's text is not an emergency to
-    overrule the keyword: a terse message is mostly its keyword, and says too little for
-    the classifier to set it aside."""
-    if len(_WORDS.findall(text)) <= TERSE_MAX_WORDS:
-        return RULES_OVERRULED_BELOW_TERSE
-    return RULES_OVERRULED_BELOW
 
 
 def _segments(text: str) -> list[str]:

@@ -165,6 +165,8 @@ IDIOMS: tuple[str, ...] = (
     "burn in mode", "burn in test", "burn in period", "burn in cycle", "screen burn in",
     # Golf's choke.
     "choke of the week", "choking under pressure", "choked under pressure",
+    # Loyalty cards, a to-do list, and "great" in British English.
+    "punch card", "punch cards", "punch list", "look smashing", "looks smashing",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler

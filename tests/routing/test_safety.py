@@ -447,6 +447,24 @@ def test_a_long_message_the_classifier_reads_as_no_emergency_overrules_its_keywo
     assert decision.possible_emergency is True
 
 
+def test_a_sentence_keeps_a_keyword_standing_only_when_it_reads_as_an_emergency_alone():
+    from routing.strategies.hybrid import PIECE_STANDS, _segments
+
+    text = (
+        "So first, nobody's hurt and nothing's burning. The burning smell earlier was the new "
+        "carpet glue per the installer, gone now. What I need is the bay 8 PC talking to the "
+        "TrackMan again."
+    )
+    # The middle sentence alone gives Emergency a real chance, but has lost "nobody's hurt".
+    assert emergency_match(text, route_catalog_get()) is not None
+    assert _emergency_chance(text) < RULES_OVERRULED_BELOW
+    assert RULES_OVERRULED_BELOW <= max(map(_emergency_chance, _segments(text))) < PIECE_STANDS
+
+    decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert (decision.route.slug, decision.possible_emergency) == ("tech", True)
+
+
 @pytest.mark.parametrize(
     "text", ["popcorn machine burning in the lounge", "blood on the bay 4 mat"]
 )
