@@ -39,26 +39,36 @@ POSSIBLE_EMERGENCY_MIN = 0.3
 # the keyword is used in another sense (a near-miss: an incident already over and a request
 # about it, an idiom, a product name), so the request is doubted instead of forced. Trained
 # on all but one measured set and scored on it, for each in turn (README, "Eighth pass": 23
-# sets, ~1,600 emergencies and ~2,500 others), 0.1 forced 59 false emergencies and sent 8
-# emergencies elsewhere, 0.2 54 and 8, 0.3 48 and 8, 0.5 48 and 10.
+# sets, ~1,600 emergencies and ~2,500 others), 0.1 forced 69 false emergencies and sent 7
+# emergencies elsewhere, 0.2 65 and 7, 0.3 60 and 7; 0.5 spared none more and sent 8 (and 3
+# more of the evaluation sets' emergencies).
 RULES_OVERRULED_BELOW = 0.3
 # A message of this many words or fewer is mostly its keyword ("teeth knocked out. bay 7.
 # golf club.", "aggressive guest need help") and says too little for the classifier to set
-# the keyword aside: it stands. Judged like longer ones, 3 fewer false emergencies in ~2,500,
-# but 3 more emergencies elsewhere, "aggressive guest need help" (0.05) among them.
+# the keyword aside: it stands unless the classifier gives it less than TERSE_OVERRULED_BELOW
+# ("book bay 2 for the police league": 0.000). Judged like longer ones, 2 fewer false
+# emergencies in ~2,500, but 3 more emergencies elsewhere, "aggressive guest need help"
+# (0.05) among them.
 TERSE_MAX_WORDS = 8
+TERSE_OVERRULED_BELOW = 0.02
 _WORDS = re.compile(r"\w+")
 # People lead with the emergency ("Fire in bay 2, I'll write a response to the group chat
-# later") or add it after a list of chores ("... also smoke coming out of the bay 6
-# projector"): a keyword stands when the message's opening clause, or one of its sentences,
-# alone reads as an emergency this surely, whatever the rest sounds like. Not lower: a
-# piece has lost the rest of its message ("leak sensor keeps reporting WET", "but the floor
-# is bone dry"); at 0.3, 15 more false emergencies and no emergency more. Never (no piece
-# keeps a keyword) spared 21 more, but sent 8 of the 12 hostile reviews' buried or leading
-# emergencies elsewhere (README, "Eighth pass").
+# later") or add it after a request ("text the manager on call for me: fire in bay 3, we
+# called 911"; "... also smoke coming out of the bay 6 projector"): a keyword stands when one
+# of the message's clauses or sentences alone reads as an emergency this surely, whatever the
+# rest sounds like. Not lower: a piece has lost the rest of its message ("leak sensor keeps
+# reporting WET", "but the floor is bone dry"); at 0.3, 13 more false emergencies and no
+# emergency more. With no piece keeping a keyword, 32 fewer, but 13 of the 18 buried or
+# leading emergencies of the hostile reviews were left to the switch; with the opening
+# clause alone, 6 fewer and 4 of them (README, "Eighth pass").
 PIECE_STANDS = 0.6
-OPENING_CLAUSE_MIN_WORDS = 3
-_OPENING_CLAUSE_END = re.compile(r"[,.;:!?\n]|\s[-\u2013\u2014]+\s")
+CLAUSE_MIN_WORDS = 3
+_CLAUSE_END = re.compile(r"[,.;:!?\n]|\s[-\u2013\u2014]+\s")
+# The guards set an emergency keyword aside ("please reply to the customer's email later,
+# right now a customer had a heart attack in bay 4": a wording request), and the classifier
+# still gives Emergency this much: the request is doubted, so the switch is one tap away
+# (0.3 of the requests more are flagged).
+DISMISSED_DOUBTED_FROM = 0.1
 # A message can bury an emergency inside another request ("can you check bay 6 got paid?
 # also a guy sliced his finger and it won't stop bleeding"): the classifier weighs the whole
 # text, so each sentence or aside of at least this many words is scored as well, and its
@@ -128,21 +138,22 @@ class HybridStrategy(RoutingStrategy):
         # (an admin's re-label), so a keyword in it is doubted, never forced; the person
         # still gets the one-tap switch.
         doubt = chance
-        sentence = opening = 0.0
+        piece = 0.0
         known = self.local.knows(text, catalog)
-        terse = len(_WORDS.findall(text)) <= TERSE_MAX_WORDS
+        terse = len(_WORDS.findall(text)) <= TERSE_MAX_WORDS and chance >= TERSE_OVERRULED_BELOW
         if not known and (
             emergency is None
             or (chance < RULES_OVERRULED_BELOW and not assessment.symptom and not terse)
         ):
-            for segment in _segments(text):
+            segments = _segments(text)
+            for segment in segments:
                 part = self.local.route_probabilities(segment, catalog)
-                sentence = max(sentence, _emergency_chance(part, catalog)[0])
-            doubt = max(doubt, sentence)
+                piece = max(piece, _emergency_chance(part, catalog)[0])
+            doubt = max(doubt, piece)
             if emergency is not None:
-                for clause in _opening_clause(text):
+                for clause in (c for c in _clauses(text) if c not in segments):
                     part = self.local.route_probabilities(clause, catalog)
-                    opening = _emergency_chance(part, catalog)[0]
+                    piece = max(piece, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
         # something else ("the projector is on fire, so crisp", "reply to a review about
         # last winter's leak"), and never when it names a symptom. Even then the request is
@@ -155,7 +166,7 @@ class HybridStrategy(RoutingStrategy):
                 else assessment.symptom
                 or terse
                 or chance >= RULES_OVERRULED_BELOW
-                or max(sentence, opening) >= PIECE_STANDS
+                or piece >= PIECE_STANDS
             )
         ):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
@@ -163,7 +174,12 @@ class HybridStrategy(RoutingStrategy):
         if not probs:
             return None, None
         policy = config.emergency_policy
-        doubted = overruled or doubt >= POSSIBLE_EMERGENCY_MIN
+        doubted = (
+            overruled
+            or doubt >= POSSIBLE_EMERGENCY_MIN
+            or assessment.dismissed_symptom
+            or (bool(assessment.dismissed) and doubt >= DISMISSED_DOUBTED_FROM)
+        )
         if doubted and policy == EmergencyPolicy.EMERGENCY:
             # A doubt means the catalog has an emergency route, so ``likeliest`` is set.
             route = emergency or catalog.by_slug[str(likeliest)]
@@ -283,13 +299,11 @@ def _segments(text: str) -> list[str]:
     return [p for p in parts if len(p.split()) >= SEGMENT_MIN_WORDS]
 
 
-def _opening_clause(text: str) -> list[str]:
-    """The message's first clause, when it is not the whole message and long enough to judge."""
-    whole = text.strip()
-    opening = _OPENING_CLAUSE_END.split(whole, maxsplit=1)[0].strip()
-    if opening == whole or len(opening.split()) < OPENING_CLAUSE_MIN_WORDS:
-        return []
-    return [opening]
+def _clauses(text: str) -> list[str]:
+    """The clauses of a message of more than one, long enough to judge alone, each once."""
+    parts = [p.strip() for p in _CLAUSE_END.split(text.strip())]
+    found = [p for p in dict.fromkeys(parts) if len(p.split()) >= CLAUSE_MIN_WORDS]
+    return found if len(parts) > 1 else []
 
 
 def _emergency_chance(probs: dict[str, float], catalog: RouteCatalog) -> tuple[float, str | None]:

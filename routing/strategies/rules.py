@@ -1067,6 +1067,10 @@ class EmergencyAssessment:
     # or read as literally (``_LITERAL``: a threat, flames, gas): it has no other sense at
     # a venue desk, so no classifier may overrule it.
     symptom: bool = False
+    # A keyword the guards set aside is such a one ("can you post that we're closed
+    # tonight, we smell gas near the furnace"): the request is doubted whatever the
+    # classifier says.
+    dismissed_symptom: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -1184,6 +1188,7 @@ class RulesStrategy(RoutingStrategy):
             _best_emergency(found, compiled, catalog),
             tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
             symptom=any(_literal(m.phrase) for m in found),
+            dismissed_symptom=any(_literal(m.phrase) for m in dismissed),
         )
 
     def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:

@@ -21,6 +21,7 @@ from routing.selectors import route_catalog_get, route_training_examples
 from routing.services import route_update, route_utterance_add
 from routing.strategies import base
 from routing.strategies.hybrid import HybridStrategy
+from tests.routing.factories import RouteFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -175,8 +176,27 @@ def test_a_long_paste_is_decided_in_a_thread_with_the_same_answer(monkeypatch):
     )
 
 
+def test_a_route_with_a_single_example_does_not_stop_auto_routing():
+    RouteFactory(utterances="Can we book three bays for a birthday party on Saturday?")
+
+    decision = decide("guy collapsed in bay 3 not breathing")
+
+    assert (decision.route.slug, decision.source) == ("emergency", "rules")
+    assert decide("TrackMan frozen in bay 3").route.slug == "tech"
+
+
+def test_the_same_lines_in_another_order_train_the_same_model():
+    # A database migrated step by step stores the lines in another order than a fresh one.
+    examples = route_training_examples()
+    shuffled = list(reversed(examples))
+    one, other = TextClassifier.train(examples), TextClassifier.train(shuffled)
+    for text in ("smoke coming from bay 6 pc", "refund the 7pm booking", "is the wifi down"):
+        assert one.predict_proba(text) == other.predict_proba(text)
+
+
 def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):
-    system_config_update(confidence_threshold=0.999)
+    # At 1.0 every guess of the classifier is unsure (only an example's own text is sure).
+    system_config_update(confidence_threshold=1.0)
     openai_upstream.configure(fail="500")
     decision = decide("TrackMan keeps freezing in bay 3")
     assert decision.source == "local"
@@ -185,7 +205,7 @@ def test_hybrid_keeps_the_local_guess_when_the_llm_fails(openai_upstream):
 
 
 def test_hybrid_without_llm_routing_uses_the_local_guess(openai_upstream):
-    system_config_update(confidence_threshold=0.999, llm_routing_enabled=False)
+    system_config_update(confidence_threshold=1.0, llm_routing_enabled=False)
     decision = decide("TrackMan frozen in bay 3")
     assert decision.source == "local"
     assert openai_upstream.calls == []

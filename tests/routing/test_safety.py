@@ -252,18 +252,30 @@ def test_a_database_migrated_before_the_second_pass_gets_its_lines_once():
 def test_a_database_migrated_before_the_eighth_pass_gets_its_learned_lines_once():
     migration = importlib.import_module("routing.migrations.0010_learned_eighth_pass")
     emergency = Route.objects.get(slug="emergency")
-    # As 0009 left a database migrated before the eighth pass's files were there.
-    gone = {" ".join(r["text"].split()) for r in _rows("learned/understated.jsonl")}
+    booking = Route.objects.get(slug="booking")
+    # As 0009 left a database migrated before the eighth pass's files were there...
+    gone = [" ".join(r["text"].split()) for r in _rows("learned/understated.jsonl")]
+    relabelled, new = gone[0], set(gone[1:])
     emergency.utterances = "\n".join(u for u in emergency.utterance_list if u not in gone)
     emergency.save()
+    # ...in which an admin had re-labelled one of those texts to Booking, and removed a line
+    # of an older learned set from Emergency.
+    removed = " ".join(_rows("learned/blind4.jsonl")[0]["text"].split())
+    booking.utterances += "\n" + relabelled.upper()
+    booking.save()
+    Route.objects.filter(pk=emergency.pk).update(
+        utterances="\n".join(u for u in emergency.utterance_list if u != removed)
+    )
 
-    migration.merge_learned_lines(django_apps, None)
+    migration.merge_eighth_pass_lines(django_apps, None)
     once = {r.slug: r.utterances for r in Route.objects.all()}
-    migration.merge_learned_lines(django_apps, None)
+    migration.merge_eighth_pass_lines(django_apps, None)
 
     assert {r.slug: r.utterances for r in Route.objects.all()} == once
     emergency.refresh_from_db()
-    assert gone <= set(emergency.utterance_list)
+    assert new <= set(emergency.utterance_list)
+    assert relabelled not in emergency.utterance_list
+    assert removed not in emergency.utterance_list
 
 
 # --------------------------------------------------------------------------- the data sets
@@ -445,6 +457,53 @@ def test_a_long_message_the_classifier_reads_as_no_emergency_overrules_its_keywo
 
     assert (decision.route.slug, decision.source) == (route, "local")
     assert decision.possible_emergency is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "text the manager on call for me: fire in bay 3, we called 911, everyone is outside",
+        "update the google listing hours please, we're closing now because a man with a gun "
+        "was seen in the parking lot",
+    ],
+)
+def test_an_emergency_added_after_a_request_keeps_its_keyword(text):
+    # The request makes the whole message read as BrandTone; the clause with the keyword,
+    # alone, is an emergency.
+    assert _emergency_chance(text) < RULES_OVERRULED_BELOW
+
+    decision = decide(text)
+
+    assert (decision.route.slug, decision.source) == ("emergency", "rules")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A symptom the wording guard set aside ("post on the website"): whatever the
+        # classifier says (0.01 here).
+        "can you post on the website that we're closed for the rest of the night, we smell "
+        "gas near the furnace",
+        # Another keyword it set aside, which the classifier gives a real chance (0.26).
+        "please reply to the customer's email later, right now a customer had a heart attack "
+        "in bay 4",
+    ],
+)
+def test_a_keyword_the_guards_set_aside_still_raises_the_switch(text):
+    assert emergency_match(text, route_catalog_get()) is None
+
+    decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert decision.possible_emergency is True
+
+
+def test_a_terse_keyword_message_the_classifier_rules_out_is_overruled_and_doubted():
+    text = "book bay 2 for the police league"
+    assert emergency_match(text, route_catalog_get()) is not None
+
+    decision = decide(text, emergency_policy=EmergencyPolicy.SWITCH)
+
+    assert (decision.route.slug, decision.possible_emergency) == ("booking", True)
 
 
 def test_a_sentence_keeps_a_keyword_standing_only_when_it_reads_as_an_emergency_alone():
