@@ -278,6 +278,40 @@ def test_a_database_migrated_before_the_eighth_pass_gets_its_learned_lines_once(
     assert removed not in emergency.utterance_list
 
 
+def test_a_database_with_the_loose_swinging_by_keyword_gets_the_narrow_ones():
+    migration = importlib.import_module("routing.migrations.0011_narrower_swinging_by")
+    emergency = Route.objects.get(slug="emergency")
+    # As 0008 left a database: the loose keyword, none of the narrow ones.
+    narrow = {k.casefold() for k in migration.NEW}
+    emergency.keywords = "\n".join(
+        [*(k for k in emergency.keyword_list if k.casefold() not in narrow), "Swinging by"]
+    )
+    emergency.save()
+    assert emergency_match(
+        "Swing by, ya turkeys! too cheeky for the newsletter?", route_catalog_get()
+    )
+
+    migration.narrow(django_apps, None)
+
+    emergency.refresh_from_db()
+    assert "swinging by" not in {k.casefold() for k in emergency.keyword_list}
+    assert narrow <= {k.casefold() for k in emergency.keyword_list}
+    catalog = route_catalog_get()
+    assert emergency_match("Swing by, ya turkeys! too cheeky for the newsletter?", catalog) is None
+    assert emergency_match("can you swing by the Elm Street location", catalog) is None
+    assert emergency_match("light fixture swinging by a cable over bay 1", catalog) is not None
+    # An admin who removed the keyword does not get it, or the narrow ones, back.
+    Route.objects.filter(pk=emergency.pk).update(
+        keywords="\n".join(k for k in emergency.keyword_list if k.casefold() not in narrow)
+    )
+    migration.narrow(django_apps, None)
+    emergency.refresh_from_db()
+    assert not narrow & {k.casefold() for k in emergency.keyword_list}
+    assert (
+        emergency_match("light fixture swinging by a cable over bay 1", route_catalog_get()) is None
+    )
+
+
 # --------------------------------------------------------------------------- the data sets
 
 
