@@ -13,6 +13,7 @@ nothing an admin wrote is changed or removed. Reversing it does nothing.
 
 import importlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.db import migrations
@@ -20,10 +21,12 @@ from django.db import migrations
 LEARNED = Path(__file__).resolve().parent.parent / "data" / "learned"
 
 
-def learned_lines() -> dict[str, list[str]]:
-    """Each route's lines from every file in ``routing/data/learned``, in file-name order."""
+def learned_lines(names: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Each route's lines from the named files of ``routing/data/learned`` (every file, by
+    default), in file-name order."""
+    paths = sorted(LEARNED.glob("*.jsonl")) if names is None else [LEARNED / n for n in names]
     by_route: dict[str, list[str]] = {}
-    for path in sorted(LEARNED.glob("*.jsonl")):
+    for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -31,10 +34,11 @@ def learned_lines() -> dict[str, list[str]]:
     return by_route
 
 
-def merge_learned_lines(apps, schema_editor):
+def merge_into_routes(apps, by_route: dict[str, list[str]]) -> None:
+    """Add each route's lines to its examples (additively, as 0003's ``_merged``), then drop
+    the cached route catalog."""
     taxonomy = importlib.import_module("routing.migrations.0003_safety_taxonomy")
     Route = apps.get_model("routing", "Route")
-    by_route = learned_lines()
     for route in Route.objects.filter(slug__in=list(by_route)):
         merged = taxonomy._merged(route.utterances, by_route[route.slug])
         if merged != route.utterances:
@@ -45,6 +49,10 @@ def merge_learned_lines(apps, schema_editor):
     from routing.services import route_catalog_invalidate
 
     route_catalog_invalidate()
+
+
+def merge_learned_lines(apps, schema_editor):
+    merge_into_routes(apps, learned_lines())
 
 
 class Migration(migrations.Migration):

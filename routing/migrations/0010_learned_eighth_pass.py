@@ -12,7 +12,6 @@ route stays there alone. Reversing it does nothing.
 """
 
 import importlib
-import json
 
 from django.db import migrations
 
@@ -28,36 +27,19 @@ EIGHTH_PASS = (
 )
 
 
-def eighth_pass_lines() -> dict[str, list[str]]:
-    learned = importlib.import_module("routing.migrations.0009_learned_from_measured_sets")
-    by_route: dict[str, list[str]] = {}
-    for name in EIGHTH_PASS:
-        for line in (learned.LEARNED / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                by_route.setdefault(row["route"], []).append(" ".join(str(row["text"]).split()))
-    return by_route
-
-
 def merge_eighth_pass_lines(apps, schema_editor):
-    taxonomy = importlib.import_module("routing.migrations.0003_safety_taxonomy")
+    learned = importlib.import_module("routing.migrations.0009_learned_from_measured_sets")
     Route = apps.get_model("routing", "Route")
-    routes = list(Route.objects.all())
     anywhere = {
-        line.strip().casefold() for route in routes for line in route.utterances.splitlines()
+        line.strip().casefold()
+        for utterances in Route.objects.values_list("utterances", flat=True)
+        for line in utterances.splitlines()
     }
-    by_route = eighth_pass_lines()
-    for route in routes:
-        new = [line for line in by_route.get(route.slug, []) if line.casefold() not in anywhere]
-        merged = taxonomy._merged(route.utterances, new)
-        if merged != route.utterances:
-            route.utterances = merged
-            route.save(update_fields=["utterances", "updated_at"])
-    # Running servers hold the route catalog (shared through the cache): drop it, so they
-    # retrain on the merged lines.
-    from routing.services import route_catalog_invalidate
-
-    route_catalog_invalidate()
+    by_route = {
+        slug: [line for line in lines if line.casefold() not in anywhere]
+        for slug, lines in learned.learned_lines(EIGHTH_PASS).items()
+    }
+    learned.merge_into_routes(apps, by_route)
 
 
 class Migration(migrations.Migration):

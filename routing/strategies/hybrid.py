@@ -140,7 +140,12 @@ class HybridStrategy(RoutingStrategy):
         doubt = chance
         piece = 0.0
         known = self.local.knows(text, catalog)
-        terse = len(_WORDS.findall(text)) <= TERSE_MAX_WORDS and chance >= TERSE_OVERRULED_BELOW
+        # Only a keyword makes a message's length matter: counted then, not on every request.
+        terse = (
+            emergency is not None
+            and chance >= TERSE_OVERRULED_BELOW
+            and len(_WORDS.findall(text)) <= TERSE_MAX_WORDS
+        )
         if not known and (
             emergency is None
             or (chance < RULES_OVERRULED_BELOW and not assessment.symptom and not terse)
