@@ -24,14 +24,18 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from routing.text import unconfused, visible
+
 logger = logging.getLogger(__name__)
 
 _NUMBERS = re.compile(r"\d+")
 
 
 def normalise(text: str) -> str:
-    """Lower-case, digits folded (bay 3 and bay 7 are the same request), spaces collapsed."""
-    return " ".join(_NUMBERS.sub("0", text.casefold()).split())
+    """Lower-case, digits folded (bay 3 and bay 7 are the same request), spaces collapsed,
+    what a keyboard does not show cleaned up as the rules do (routing/text.py): a soft hyphen
+    in "fro\u00adzen" dropped, a Cyrillic "\u043e" in "fr\u043ezen" read as "o"."""
+    return " ".join(_NUMBERS.sub("0", unconfused(visible(text).casefold())).split())
 
 
 @dataclass(frozen=True, slots=True)

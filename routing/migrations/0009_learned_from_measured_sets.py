@@ -34,6 +34,22 @@ def learned_lines(names: Iterable[str] | None = None) -> dict[str, list[str]]:
     return by_route
 
 
+def lines_in_no_route(apps, by_route: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``by_route`` without the lines already in any route (any case): a later pass's file
+    must not bring back a line an admin re-labelled to another route, in a database
+    migrated before it was added."""
+    Route = apps.get_model("routing", "Route")
+    anywhere = {
+        line.strip().casefold()
+        for utterances in Route.objects.values_list("utterances", flat=True)
+        for line in utterances.splitlines()
+    }
+    return {
+        slug: [line for line in lines if line.casefold() not in anywhere]
+        for slug, lines in by_route.items()
+    }
+
+
 def merge_into_routes(apps, by_route: dict[str, list[str]]) -> None:
     """Add each route's lines to its examples (additively, as 0003's ``_merged``), then drop
     the cached route catalog."""

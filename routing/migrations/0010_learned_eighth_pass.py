@@ -29,17 +29,8 @@ EIGHTH_PASS = (
 
 def merge_eighth_pass_lines(apps, schema_editor):
     learned = importlib.import_module("routing.migrations.0009_learned_from_measured_sets")
-    Route = apps.get_model("routing", "Route")
-    anywhere = {
-        line.strip().casefold()
-        for utterances in Route.objects.values_list("utterances", flat=True)
-        for line in utterances.splitlines()
-    }
-    by_route = {
-        slug: [line for line in lines if line.casefold() not in anywhere]
-        for slug, lines in learned.learned_lines(EIGHTH_PASS).items()
-    }
-    learned.merge_into_routes(apps, by_route)
+    new = learned.lines_in_no_route(apps, learned.learned_lines(EIGHTH_PASS))
+    learned.merge_into_routes(apps, new)
 
 
 class Migration(migrations.Migration):

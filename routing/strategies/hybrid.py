@@ -11,7 +11,7 @@ from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies.base import RouteDecision, RoutingError, RoutingStrategy
 from routing.strategies.llm import LLMStrategy
 from routing.strategies.local import LocalStrategy
-from routing.strategies.rules import emergency_assess, emergency_match, hedged
+from routing.strategies.rules import emergency_assess, emergency_match, hedged, reassured
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,8 @@ class HybridStrategy(RoutingStrategy):
         real possibility it did not pick: the configured EmergencyPolicy applies)."""
         assessment = emergency_assess(text, catalog)
         emergency = assessment.route
+        # Read as the rules read it: "fi\u200bre in bay 3" is a fire to the classifier too.
+        text = assessment.reading or text
         probs = self.local.route_probabilities(text, catalog)
         chance, likeliest = _emergency_chance(probs, catalog)
         # A sentence alone has lost its context ("...no smoke or smell, just dead"), so it
@@ -138,7 +140,7 @@ class HybridStrategy(RoutingStrategy):
         # (an admin's re-label), so a keyword in it is doubted, never forced; the person
         # still gets the one-tap switch.
         doubt = chance
-        piece = 0.0
+        piece = standing = 0.0
         known = self.local.knows(text, catalog)
         # Only a keyword makes a message's length matter: counted then, not on every request.
         terse = (
@@ -156,9 +158,17 @@ class HybridStrategy(RoutingStrategy):
                 piece = max(piece, _emergency_chance(part, catalog)[0])
             doubt = max(doubt, piece)
             if emergency is not None:
-                for clause in (c for c in _clauses(text) if c not in segments):
-                    part = self.local.route_probabilities(clause, catalog)
-                    piece = max(piece, _emergency_chance(part, catalog)[0])
+                # Only a piece that holds a keyword the rules keep in the whole message can
+                # keep it standing: "got an intruder alert at 3am but it was just the
+                # cleaner" reads as an emergency alone and keeps no "tripped" of another
+                # sentence, and "bay 4 is on fire tonight" has lost the "hitting bombs" that
+                # made it a hot streak.
+                kept = set(assessment.kept)
+                for part_text in dict.fromkeys([*segments, *_clauses(text)]):
+                    if kept.isdisjoint(emergency_assess(part_text, catalog).kept):
+                        continue
+                    part = self.local.route_probabilities(part_text, catalog)
+                    standing = max(standing, _emergency_chance(part, catalog)[0])
         # Recall first: an emergency keyword wins unless the classifier is sure the text is
         # something else ("the projector is on fire, so crisp", "reply to a review about
         # last winter's leak"), and never when it names a symptom. Even then the request is
@@ -171,7 +181,7 @@ class HybridStrategy(RoutingStrategy):
                 else assessment.symptom
                 or terse
                 or chance >= RULES_OVERRULED_BELOW
-                or piece >= PIECE_STANDS
+                or standing >= PIECE_STANDS
             )
         ):
             return RouteDecision(route=emergency, confidence=1.0, source="rules"), None
@@ -195,7 +205,8 @@ class HybridStrategy(RoutingStrategy):
         # The rules read an emergency word here and set it aside ("last month's flood",
         # "an emergency fix for the kiosk"), or the text says it is not live ("the planned
         # power shutdown sunday"); the classifier, which cannot tell tenses or idioms
-        # apart, may then doubt the request but not route it alone.
+        # apart, may then doubt the request but not route it alone. Nor when the writer
+        # says nobody is in danger ("Not dangerous, just annoying").
         if (
             likeliest is not None
             and best == likeliest
@@ -203,6 +214,7 @@ class HybridStrategy(RoutingStrategy):
             and (known or len(text.split()) >= CLASSIFIER_MIN_WORDS)
             and (known or not assessment.dismissed or chance >= DISMISSED_STILL_ROUTES)
             and (chance >= HEDGED_STILL_ROUTES or not hedged(text))
+            and (known or not reassured(text))
         ):
             decision = RouteDecision(
                 route=catalog.by_slug[likeliest], confidence=chance, source="local"

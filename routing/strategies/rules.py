@@ -63,6 +63,7 @@ instance behind a lock, so ``decide`` costs tens of microseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import threading
@@ -74,6 +75,7 @@ from dataclasses import dataclass
 from config.selectors import ConfigSnapshot
 from routing.selectors import RouteCatalog, RouteSnapshot
 from routing.strategies.base import RouteDecision, RoutingStrategy
+from routing.text import has_separators, unconfused, visible
 
 # --------------------------------------------------------------------------- text handling
 
@@ -167,6 +169,36 @@ IDIOMS: tuple[str, ...] = (
     "choke of the week", "choking under pressure", "choked under pressure",
     # Loyalty cards, a to-do list, and "great" in British English.
     "punch card", "punch cards", "punch list", "look smashing", "looks smashing",
+    # Halloween props, handing things out, and a fright at a bill.
+    "fake blood", "stage blood", "passed out flyers", "passed out leaflets", "passed out the flyers",
+    "passed out vouchers", "passed out coupons", "passed out samples", "passed out menus",
+    "nearly had a heart attack", "almost had a heart attack", "gave me a heart attack",
+    "give me a heart attack", "giving me a heart attack", "nearly passed out when",
+    "give you a heart attack", "gave him a heart attack", "gave her a heart attack",
+    "gave them a heart attack", "give him a heart attack", "give her a heart attack",
+    "give them a heart attack", "give people a heart attack", "giving people heart attacks",
+    "have a heart attack if", "heart attack burger", "heart attack burgers",
+    "passed out the scorecards", "passed out the wristbands", "passed out the prizes",
+    "passed out the pencils", "passed out the cards", "run on oxygen", "runs on oxygen",
+    "running on oxygen", "oxygen tank prop",
+    # Golf slang: a hit, a hot streak, taking up the game.
+    "smoked a drive", "smoked the drive", "smoked his drive", "smoked her drive",
+    "smoked that drive", "smoking drives", "straight fire", "break into golf",
+    "breaking into golf", "broke into golf", "hitting bombs", "hit bombs", "hits bombs",
+    "bombing drives", "bomb drives",
+    # What else gets trapped: air, heat, a ball, a wasp, a person's feelings about a contract.
+    "wasp trapped", "bee trapped", "bird trapped", "pigeon trapped", "bat trapped",
+    "fly trapped", "moth trapped",
+    "air bubble trapped", "bubble trapped", "air trapped", "heat trapped", "heat getting trapped",
+    "heat gets trapped", "ball trapped", "ball got trapped", "balls trapped", "balls get trapped",
+    "feels trapped", "feel trapped", "feeling trapped", "trapped in his contract",
+    "trapped in her contract", "trapped in their contract", "trapped in the contract",
+    "trapped in a contract",
+    # A trap that holds nobody, and flames drawn on a screen. Not "on fire tonight": a
+    # bartender can be, with his shirt caught on a candle.
+    "death trap", "fire trap", "firetrap", "tourist trap", "sand trap", "sand traps", "speed trap",
+    "thirst trap", "flame animation", "flame animations", "flame effect", "flame effects",
+    "flame graphic", "flame graphics", "flame icon", "flame decal", "flame decals",
 )
 
 # A scheduled check of safety equipment ("fire alarm test thursday", "the sprinkler
@@ -227,7 +259,9 @@ _OVER = (
     ("got", "checked"), ("been", "checked"), ("all", "clear"), ("taken", "care", "of"),
     ("cleanup", "finished"), ("cleanup", "complete"), ("was", "fixed"), ("got", "fixed"),
     ("been", "fixed"), ("is", "fixed"), ("now", "fixed"), ("turned", "out", "fine"),
-    ("false", "alarm"), ("already", "handled"),
+    ("false", "alarm"), ("already", "handled"), ("signed", "off"), ("fully", "out"),
+    ("is", "over"), ("cleared", "us"), ("cleared", "him"), ("cleared", "her"),
+    ("cleared", "them"),
 )
 # Words far apart in one clause still share it: "flood cleanup in bay 9 finished last month".
 _PAST_WINDOW = 10
@@ -319,7 +353,24 @@ _TRIP_WORDS = frozenset(
     {
         "golf", "team", "road", "business", "group", "weekend", "company", "field", "school",
         "planning", "plan", "ski", "fishing", "day",
+        # A trip of a device, not of a person: "door alarm tripped", "the exit trips it".
+        "it", "alarm", "alarms", "sensor", "sensors", "breaker", "breakers", "fuse", "circuit",
     }
+)
+# A chair has legs and a sofa arms: "chair in bay 8 has a broken leg, it's just wobbly". Only
+# the furniture's own, said just before ("a broken leg from a stool fall" is a person's).
+_FURNITURE_WORDS = frozenset(
+    {
+        "chair", "chairs", "stool", "stools", "barstool", "barstools", "table", "tables", "bench",
+        "benches", "sofa", "sofas", "couch", "couches", "armchair", "tripod", "desk", "ottoman",
+        "recliner", "lamp",
+    }
+)
+# A person is trapped in a lift or an enclosure; a customer "trapped in the booking flow" is
+# stuck in software: these words, as written (not stemmed: "flowing" water is no page), right
+# after the keyword.
+_FLOW_WORDS = frozenset(
+    {"flow", "loop", "login", "menu", "portal", "form", "app", "website", "webpage", "page"}
 )
 # keyword -> context words that make it routine. Keys are compared by stems, so "fell"
 # also covers the keywords "leaking" and "leaked", and "faint" covers "fainted".
@@ -342,6 +393,7 @@ CONTEXT_SENSITIVE: dict[str, frozenset[str]] = {
     "leak": _DATA_WORDS,
     "faint": _FAINT_WORDS,
     "tripped": _TRIP_WORDS,
+    "trapped": _FLOW_WORDS,
 }
 # A person just before the word wins over equipment: "a man collapsed at the kiosk".
 PERSON_WORDS = frozenset(
@@ -423,7 +475,8 @@ _COUNT_STEMS = frozenset(
 def _fold(text: str) -> str:
     text = text.casefold()
     if not text.isascii():
-        text = unicodedata.normalize("NFKD", text)
+        # Invisible characters and look-alike letters first (routing/text.py), then accents.
+        text = unicodedata.normalize("NFKD", unconfused(visible(text)))
         text = "".join(c for c in text if not unicodedata.combining(c))
     return text.replace("'", "").replace("\u2019", "").replace("`", "")
 
@@ -536,6 +589,9 @@ class _Phrase:
     weight: float
     context: frozenset[str]  # context stems that void an emergency match (may be empty)
     about_equipment: bool  # its context is DEVICE_WORDS: "bay 2 won't wake up" is too
+    # Its context is where it happens, and decides before a person does ("she's trapped in
+    # the booking flow").
+    place_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,6 +634,7 @@ def _compile(catalog: RouteCatalog) -> _Compiled:
                 weight=float(len(stems)),
                 context=frozenset(stem(w) for w in context) if context else frozenset(),
                 about_equipment=context is DEVICE_WORDS,
+                place_first=context is _FLOW_WORDS,
             )
             by_first.setdefault(stems[0], []).append(phrase)
             if route.is_emergency and len(stems) == 1 and len(stems[0]) >= _FUZZY_MIN_LEN:
@@ -675,6 +732,8 @@ def _in_context(text: _Text, start: int, end: int, phrase: _Phrase) -> bool:
     clause, context = text.clauses[start], phrase.context
     if phrase.about_equipment and _bay_is_subject(text, start, end):
         return True
+    if phrase.place_first:
+        return _in_software(text, end)
     after = 0 if text.stems[start] in _CONTEXT_BEFORE_ONLY else _CONTEXT_AFTER
     for step, limit, i in ((-1, _CONTEXT_BEFORE, start - 1), (1, after, end)):
         counted = 0
@@ -687,6 +746,41 @@ def _in_context(text: _Text, start: int, end: int, phrase: _Phrase) -> bool:
             if word not in _CONTEXT_SKIP and not word.isdigit():
                 counted += 1
             i += step
+    return False
+
+
+def _in_software(text: _Text, end: int) -> bool:
+    """A software word closely after the match, in its clause: "trapped in the booking flow"."""
+    counted, i, clause = 0, end, text.clauses[end - 1]
+    while i < len(text.words) and text.clauses[i] == clause and counted < _CONTEXT_AFTER:
+        word = text.words[i]
+        if word in _FLOW_WORDS:
+            return True
+        if word not in _CONTEXT_SKIP and not word.isdigit():
+            counted += 1
+        i += 1
+    return False
+
+
+_BROKEN_LIMB = frozenset(_phrase_stems(p) for p in ("broken leg", "broken arm"))
+# Between a piece of furniture and its broken leg: "chair in bay 8 has a broken leg".
+_FURNITURE_GAP = frozenset(
+    {"in", "at", "on", "bay", "the", "a", "has", "have", "had", "with", "got", "s", "its", "now"}
+)
+
+
+def _furniture_part(text: _Text, start: int, phrase: _Phrase) -> bool:
+    """A broken leg or arm of a chair, a stool, a table... named just before it."""
+    if phrase.stems not in _BROKEN_LIMB:
+        return False
+    i, clause = start - 1, text.clauses[start]
+    while i >= 0 and text.clauses[i] == clause and start - i <= 6:
+        word = text.words[i]
+        if word in _FURNITURE_WORDS or (word.endswith("s") and word[:-1] in _FURNITURE_WORDS):
+            return True
+        if word not in _FURNITURE_GAP and not word.isdigit():
+            return False
+        i -= 1
     return False
 
 
@@ -828,15 +922,17 @@ def _has_marker(
     hi: int | None = None,
     *,
     negatable: bool = False,
+    doubt_window: int = 3,
 ) -> bool:
     """A marker of ``index`` (exact words, in a row) lying in ``words[lo:hi]``; with
-    ``negatable``, not one a negator stands just before ("not a test", "it isnt fixed")."""
+    ``negatable``, not one a negator stands just before ("not a test", "it isnt fixed"),
+    within ``doubt_window`` words."""
     hi = len(words) if hi is None else hi
     for i in range(max(lo, 0), hi):
         for marker in index.get(words[i], ()):
             if i + len(marker) > hi or tuple(words[i : i + len(marker)]) != marker:
                 continue
-            if negatable and any(w in _MARKER_DOUBT for w in words[max(i - 3, 0) : i]):
+            if negatable and any(w in _MARKER_DOUBT for w in words[max(i - doubt_window, 0) : i]):
                 continue
             return True
     return False
@@ -848,6 +944,103 @@ _OVER_MARKERS = _by_first_word(_OVER)
 _RECENTLY_MARKERS = _by_first_word(_RECENTLY)
 _WORDING_MARKERS = _by_first_word(_WORDING_PHRASES)
 _SCHEDULED_CHECK_MARKERS = _by_first_word(_SCHEDULED_CHECKS)
+
+
+# An alarm, a sensor, a breaker or a responder reports what it found, and the report can
+# say what it was: "door forced-open alert at 3:12, checked CCTV, it was the cleaner, all
+# fine", "leak sensor in bay 2 says WET but the floor is bone dry", "CO detector chirping,
+# it's the low battery chirp", "the police cleared it". A battery alone explains nothing:
+# "CO alarm beeping even after the new battery" is an alarm. A match about one of these (its word
+# in the phrase or right beside it, same clause) is set aside when a later word of the
+# message says so, and nothing says it is going on now ("reset it but it keeps going off",
+# "no smoke at all" is not smoke). Set aside, not dropped: a literal keyword still raises the
+# switch, and the classifier still reads the text.
+_ALARM_DEVICES = frozenset(
+    stem(w)
+    for w in (
+        "alarm",
+        "alarms",
+        "alert",
+        "alerts",
+        "detector",
+        "detectors",
+        "sensor",
+        "sensors",
+        "panel",
+        "siren",
+        "sirens",
+        "beeper",
+        "breaker",
+        "breakers",
+        "fuse",
+        "police",
+        "cops",
+        "dept",
+        "department",
+        "brigade",
+    )
+)
+_ALARM_BESIDE = 3
+# fmt: off
+_ALARM_EXPLAINED = _by_first_word(
+    [
+        *(m for m in _OVER if m not in {("repairs",), ("repaired",)}),
+        ("all", "fine"), ("all", "good"), ("all", "ok"), ("all", "okay"), ("all", "reset"),
+        ("all", "cleared"), ("false", "alert"), ("false", "alarms"), ("false", "positive"),
+        ("it", "was", "just"), ("was", "just", "the"), ("turned", "out", "to", "be", "nothing"),
+        ("nothing", "there"), ("nothing", "wrong"), ("no", "one", "there"), ("nobody", "there"),
+        ("bone", "dry"), ("signed", "off"), ("stood", "down"), ("battery", "chirp"),
+        ("reset", "it"), ("been", "reset"), ("its", "reset"), ("reset", "now"),
+        ("cleared", "it"), ("turned", "out", "it", "was", "a"), ("turned", "out", "it", "was", "the"),
+        ("turned", "out", "to", "be"),
+    ]
+)
+# ...and what says it is going on now, whatever explained the alarm: the words of danger a
+# cause can come with ("it was the projector, it's glowing and crackling").
+_ALARM_LIVE = _by_first_word(
+    [
+        ("right", "now"), ("currently",), ("at", "the", "moment"), ("keeps", "going", "off"),
+        ("still", "going", "off"), ("wont", "stop"), ("going", "off", "again"),
+        ("still", "sounding"), ("still", "beeping"), ("but", "now"), ("smell",),
+        ("smells",), ("smoke",), ("smoky",), ("haze",), ("flames",), ("on", "fire"),
+        ("a", "fire"), ("real", "fire"), ("caught", "fire"), ("burning",),
+        ("glowing",), ("sparks",), ("sparking",), ("crackling",), ("popping",), ("alight",),
+        ("water", "coming"), ("water", "pouring"), ("water", "running"), ("rising",),
+        ("someone", "inside"), ("still", "inside"), ("is", "inside"), ("mask",), ("masked",),
+        ("knife",), ("gun",), ("weapon",), ("pinned",), ("hurt",), ("injured",), ("bleeding",),
+        ("blood",), ("unconscious",), ("breathing",), ("trapped",), ("stuck",), ("coughing",),
+        ("dizzy",), ("headache",), ("headaches",), ("sleepy",), ("wont", "wake"),
+        ("not", "moving"), ("collapsed",), ("gas",), ("leak",), ("leaking",), ("flood",),
+        ("flooding",), ("broke",), ("break",), ("intruder",), ("fight",), ("attacked",),
+        ("armed",),
+    ]
+)
+# fmt: on
+
+
+def _alarm_explained(text: _Text, start: int, end: int) -> bool:
+    """The match is a device's report that the message then explains away."""
+    clause, stems = text.clauses[start], text.stems
+    near = range(max(start - _ALARM_BESIDE, 0), min(end + _ALARM_BESIDE, len(stems)))
+    if not any(stems[i] in _ALARM_DEVICES and text.clauses[i] == clause for i in near):
+        return False
+    return _explained_after(text.words, end)
+
+
+def _explained_after(words: list[str], start: int) -> bool:
+    # Doubt reaches further back here: "I don't think it's a false alarm".
+    return _has_marker(
+        words, _ALARM_EXPLAINED, start, negatable=True, doubt_window=5
+    ) and not _has_marker(words, _ALARM_LIVE, start, negatable=True)
+
+
+def _report_explained(text: _Text) -> bool:
+    """The message reports what a device or a responder found, then explains it away
+    ("set off the alarm, its reset now")."""
+    return any(
+        s in _ALARM_DEVICES and _explained_after(text.words, i + 1)
+        for i, s in enumerate(text.stems)
+    )
 
 
 def _routine_check(text: _Text, start: int, end: int) -> bool:
@@ -971,6 +1164,67 @@ _IN_EARNEST = _by_first_word(
 # fmt: on
 
 
+# "bay 4 is on fire tonight, everyone's hitting bombs": on fire at golf is a hot streak when
+# its sentence talks of play, and nothing in it burns ("our bartender is on fire tonight,
+# his shirt caught the candle").
+# fmt: off
+_PLAY_WORDS = frozenset(
+    {
+        "hitting", "bombs", "bombing", "streak", "birdie", "birdies", "eagle", "eagles", "shots",
+        "drives", "driving", "scores", "scoring", "putting", "putts", "putter", "swinging",
+        "leaderboard", "round", "handicap", "winning", "pins", "closest", "hole", "holes",
+    }
+)
+_BURNING_WORDS = frozenset(
+    {
+        "shirt", "sleeve", "hair", "jacket", "clothes", "caught", "candle", "kitchen", "smoke",
+        "smoking", "flames", "extinguisher", "burning", "burn", "burns", "burnt", "alarm",
+        "literally", "help", "real", "alight", "ablaze", "blaze", "set", "inside", "trapped",
+        "out", "evacuate", "evacuating", "net", "screen", "ceiling", "wall",
+    }
+)
+# fmt: on
+_ON_FIRE = _phrase_stems("on fire")
+
+
+_STREAK_SUBJECTS = PERSON_WORDS | {
+    "bay",
+    "bays",
+    "everyone",
+    "everybody",
+    "group",
+    "team",
+    "league",
+    "crowd",
+    "lads",
+    "guys",
+    "we",
+    "weve",
+    "i",
+    "ive",
+    "you",
+    "youre",
+    "youve",
+}
+_STREAK_SKIP = frozenset({"is", "are", "was", "were", "been", "s", "just", "totally", "so", "re"})
+
+
+def _hot_streak(text: _Text, start: int, end: int) -> bool:
+    """The match is "on fire" (or its "fire") said of players or a bay at play: a hot
+    streak. "the net is on fire" burns, whatever the sentence says of hitting."""
+    words = text.words
+    on = start if words[start] == "on" else start - 1
+    if on < 0 or tuple(text.stems[on : on + 2]) != _ON_FIRE:
+        return False
+    i = on - 1
+    while i >= 0 and (words[i] in _STREAK_SKIP or words[i].isdigit()):
+        i -= 1
+    if i < 0 or words[i] not in _STREAK_SUBJECTS:
+        return False
+    sentence = [w for w, n in zip(words, text.sentences, strict=True) if n == text.sentences[on]]
+    return not _PLAY_WORDS.isdisjoint(sentence) and _BURNING_WORDS.isdisjoint(sentence)
+
+
 def _laughing_clauses(text: _Text) -> frozenset[int]:
     """The clauses that laugh; none when the text says it is in earnest."""
     laughing = frozenset(c for w, c in zip(text.words, text.clauses, strict=True) if w in _LAUGHTER)
@@ -981,8 +1235,9 @@ def _laughing_clauses(text: _Text) -> frozenset[int]:
 
 def hedged(text: str) -> bool:
     """The text says what it is about is not live: history, a plan or a check, an
-    aftermath, or a request for words ("the planned power shutdown sunday", "last week's
-    storm", "reply to this review"), and nothing says it is happening again or now.
+    aftermath, a device's report explained away, or a request for words ("the planned power
+    shutdown sunday", "last week's storm", "set off the alarm, its reset now", "reply to
+    this review"), and nothing says it is happening again or now.
 
     A classifier reads words, not tenses: on such a text it may doubt, not decide, that
     this is an emergency."""
@@ -990,7 +1245,59 @@ def hedged(text: str) -> bool:
     words = analysed.words
     if _has_marker(words, _NOW_MARKERS):
         return False
-    return _has_marker(words, _NOT_LIVE_MARKERS, negatable=True) or _is_wording_request(analysed)
+    return (
+        _has_marker(words, _NOT_LIVE_MARKERS, negatable=True)
+        or _report_explained(analysed)
+        or _is_wording_request(analysed)
+    )
+
+
+# The writer judges there is no danger ("Not dangerous, just annoying", "he's just loud,
+# nobody's in danger"): a person who knows what is going on has said it, so a classifier
+# alone may doubt the request but not page a manager over it. Only words about danger:
+# "not urgent" and "not an emergency" open understated real ones ("not urgent maybe, but
+# the floor is soaked and the water's reaching the outlet").
+# fmt: off
+_REASSURED_MARKERS = _by_first_word(
+    [
+        ("not", "dangerous"), ("isnt", "dangerous"), ("nothing", "dangerous"),
+        ("no", "danger"), ("not", "a", "safety"), ("no", "safety", "issue"),
+        ("not", "a", "hazard"), ("not", "unsafe"), ("nobody", "in", "danger"),
+        ("nobodys", "in", "danger"), ("no", "one", "in", "danger"), ("no", "ones", "in", "danger"),
+        ("nobody", "is", "in", "danger"), ("no", "one", "is", "in", "danger"),
+    ]
+)
+# fmt: on
+
+
+# The reassurance stops counting when it is asked ("Not dangerous?"), reported ("nobody is
+# in danger he says, while he's waving a machete") or followed by a turn ("nobody in danger
+# from the projector, but the old man in bay 3 is grey").
+_REASSURANCE_UNDONE = _BREAK_WORDS | {"while", "apart", "says", "said", "claims", "insists"}
+
+
+def reassured(text: str) -> bool:
+    """The text says nobody is in danger ("not dangerous, just annoying"), and nothing
+    after it takes that back."""
+    analysed = _analyse(text)
+    words = analysed.words
+    for i, word in enumerate(words):
+        for marker in _REASSURED_MARKERS.get(word, ()):
+            if tuple(words[i : i + len(marker)]) != marker:
+                continue
+            sentence, after = analysed.sentences[i], i + len(marker)
+            if sentence in analysed.questions and (
+                after == len(words) or analysed.sentences[after] != sentence
+            ):
+                continue  # asked: "Not dangerous? a man is pointing a rifle at the building"
+            # Only what closes the message, or comes before its questions ("nobody's in
+            # danger. How do I fix his reservation?"): not "No danger to customers. A staff
+            # member is lying in the walk-in freezer".
+            if any(n > sentence and n not in analysed.questions for n in analysed.sentences[i:]):
+                continue
+            if _REASSURANCE_UNDONE.isdisjoint(words[max(i - 3, 0) :]):
+                return True
+    return False
 
 
 # Words for what a body does (stemmed as keywords are): a keyword holding one is read
@@ -1036,9 +1343,10 @@ _SYMPTOM_STEMS = frozenset(
 
 # Keywords read literally like a symptom: a person's threat to the writer ("HE WILL HURT
 # ME IF I DONT GIVE REFUND"), fire seen or fought ("the projector screen is burning, flames
-# on the bottom corner"), carbon monoxide and gas, gunfire, a bomb threat and an armed
-# robbery. A classifier that sees "refund" or "projector" or "new battery" or "cops haven't
-# cleared it" must not talk them down.
+# on the bottom corner"), carbon monoxide and gas, gunfire, a bomb threat, an armed
+# robbery, a heart attack, someone passed out, on oxygen or trapped (in a place: trapped
+# in software is context, ``_FLOW_WORDS``). A classifier that sees "refund" or "projector"
+# or "new battery" or "cops haven't cleared it" must not talk them down.
 # fmt: off
 _LITERAL = frozenset(
     _phrase_stems(p)
@@ -1049,7 +1357,9 @@ _LITERAL = frozenset(
         "need an extinguisher", "used the extinguisher", "emptied the extinguisher",
         "carbon monoxide", "co alarm", "co detector", "co monitor", "gas smell", "smell gas",
         "smells like gas", "smell of gas", "gas leak", "gas odor", "gas odour",
-        "shots fired", "bomb threat", "armed robbery",
+        "shots fired", "bomb threat", "armed robbery", "heart attack", "passed out",
+        "oxygen concentrator", "on oxygen", "oxygen tank", "oxygen bottle", "oxygen mask",
+        "trapped",
     )
 )
 # fmt: on
@@ -1069,8 +1379,12 @@ class EmergencyAssessment:
     symptom: bool = False
     # A keyword the guards set aside is such a one ("can you post that we're closed
     # tonight, we smell gas near the furnace"): the request is doubted whatever the
-    # classifier says.
+    # classifier says. Not when it was part of a harmless phrase ("a death trap for your
+    # wallet"): that is another word, not the same one about another time.
     dismissed_symptom: bool = False
+    kept: tuple[str, ...] = ()  # the emergency keywords that stand (the route's reason)
+    # The text as read, when it is not the text given: with its zero-width spaces joined.
+    reading: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1078,6 +1392,9 @@ class _Match:
     phrase: _Phrase
     start: int
     end: int
+    # Set aside as part of a harmless phrase ("a death trap for your wallet", "a flame
+    # animation"): another word, not another time or a request about it.
+    idiom: bool = False
 
 
 # Enough emergency keyword matches weighed to settle a text: a paste repeating "fire" 800
@@ -1117,13 +1434,18 @@ def _matches(
                 if idioms is None:
                     idioms = _idiom_spans(stems, compiled)
                 weighed += 1
-                if _negated(text, i) or (phrase.context and _in_context(text, i, end, phrase)):
+                if (
+                    _negated(text, i)
+                    or (phrase.context and _in_context(text, i, end, phrase))
+                    or _furniture_part(text, i, phrase)
+                ):
                     continue  # not this thing ("nobody hurt", "the kiosk is unresponsive")
                 if phrase.stems in _FIGURATIVE:
                     if laughing is None:
                         laughing = _laughing_clauses(text)
                     if text.clauses[i] in laughing:
                         continue  # "wifi is on fire today lol"
+                idiom = any(a <= i and end <= b for a, b in idioms) or _hot_streak(text, i, end)
                 if (
                     # A text that opens by asking for words is about them; a later request
                     # sets aside the keywords of its own sentence ("... Write a flyer for
@@ -1131,14 +1453,15 @@ def _matches(
                     # everyone out. can you reword this for the group chat"), never a symptom.
                     wording.opens
                     or (text.sentences[i] in wording.sentences and not _literal(phrase))
-                    or any(a <= i and end <= b for a, b in idioms)
+                    or idiom
                     or _routine_check(text, i, end)
+                    or _alarm_explained(text, i, end)
                     or _in_the_past(text, i, end)
                     or _followed_by(text, i, end)
                 ):
                     # Another sense of the word, or not now: reported as dismissed.
                     if dismissed is not None:
-                        dismissed.append(_Match(phrase, i, end))
+                        dismissed.append(_Match(phrase, i, end, idiom=idiom))
                     continue
             found.append(_Match(phrase, i, end))
     return found
@@ -1182,14 +1505,15 @@ class RulesStrategy(RoutingStrategy):
         compiled = self.compiled(catalog)
         if not compiled.has_emergency:
             return EmergencyAssessment(None, ())
-        dismissed: list[_Match] = []
-        found = _matches(_analyse(text), compiled, emergency_only=True, dismissed=dismissed)
-        return EmergencyAssessment(
-            _best_emergency(found, compiled, catalog),
-            tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
-            symptom=any(_literal(m.phrase) for m in found),
-            dismissed_symptom=any(_literal(m.phrase) for m in dismissed),
-        )
+        assessment = _assess(text, compiled, catalog)
+        if assessment.route is None and has_separators(text):
+            # A zero-width space between words separates them ("fire\u200bin\u200bbay 3");
+            # between letters it hides a word ("fi\u200bre"): either reading may be meant.
+            reading = visible(text, join=True)
+            joined = _assess(reading, compiled, catalog)
+            if joined.route is not None:
+                return dataclasses.replace(joined, reading=reading)
+        return assessment
 
     def matched_keywords(self, text: str, catalog: RouteCatalog) -> dict[str, list[str]]:
         """Which keywords of which routes match (for the admin, tests and debugging)."""
@@ -1249,6 +1573,18 @@ def rules_confidence(best: float, runner_up: float) -> float:
         return 0.5
     margin = max(0.0, best - runner_up)
     return round(min(0.95, max(0.5, 0.5 + 0.45 * margin / (best + 1.0))), 4)
+
+
+def _assess(text: str, compiled: _Compiled, catalog: RouteCatalog) -> EmergencyAssessment:
+    dismissed: list[_Match] = []
+    found = _matches(_analyse(text), compiled, emergency_only=True, dismissed=dismissed)
+    return EmergencyAssessment(
+        _best_emergency(found, compiled, catalog),
+        tuple(dict.fromkeys(m.phrase.text for m in dismissed)),
+        symptom=any(_literal(m.phrase) for m in found),
+        dismissed_symptom=any(_literal(m.phrase) and not m.idiom for m in dismissed),
+        kept=tuple(dict.fromkeys(m.phrase.text for m in found)),
+    )
 
 
 def _best_emergency(

@@ -866,3 +866,265 @@ def test_a_relabelled_emergency_routes_to_emergency_even_with_a_keyword_set_asid
     decision = decide(text)
 
     assert decision.route.is_emergency
+
+
+# --------------------------------------------------------------------------- ninth pass
+
+
+@pytest.mark.parametrize(
+    ("text", "route"),
+    [
+        (
+            "back door forced-open alert at 02:40, checked the cameras, it was the night cleaner,"
+            " all fine. can you give her a new door code so she stops setting it off?",
+            "booking",
+        ),
+        (
+            "fire panel showed a fault overnight, the brigade came out, dusty detector, all reset"
+            " and signed off. the bay 2 projector fan is blowing dust, can someone clean it?",
+            "tech",
+        ),
+        (
+            "smoke detector in the office chirps once a minute, it's the battery chirp, no smoke"
+            " at all. what battery does it take?",
+            "tech",
+        ),
+    ],
+)
+def test_an_alarm_report_the_message_explains_away_is_not_forced(text, route):
+    assert emergency_match(text, route_catalog_get()) is None
+    assert decide(text).route.slug == route
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "door forced-open alert on the office door and I can see someone inside on camera",
+        "leak sensor in bay 2 says WET and water is coming under the storage door",
+        "smoke alarm went off, I reset it but it keeps going off and I can smell burning",
+        "motion alarm in the office at 3am, checked the cams, it was not the cleaner, someone"
+        " is in there right now",
+        "fire alarm going off, I don't think it's a false alarm",
+        "CO alarm beeping even after the new battery and two of us have headaches",
+    ],
+)
+def test_an_alarm_report_that_is_still_live_is_forced(text):
+    assert emergency_match(text, route_catalog_get()) is not None
+    assert decide(text).route.is_emergency
+
+
+def test_a_piece_keeps_a_keyword_standing_only_when_the_keyword_is_its_own():
+    # "got an intruder alert..." reads as an emergency alone, but its keyword is explained
+    # away; the "trip" of the last sentence is about a code, and that sentence does not read
+    # as one. Before, the first sentence kept the second one's keyword standing.
+    text = (
+        "got an intruder alert on the app at 3am but it was just the cleaner coming in early."
+        " how do I add her hours so her code doesn't trip it again?"
+    )
+    assert not decide(text).route.is_emergency
+    # A buried emergency still stands: its own clause holds its keyword.
+    assert decide(
+        "text the manager on call for me: fire in bay 3, we called 911"
+    ).route.is_emergency
+
+
+@pytest.mark.parametrize(
+    ("text", "emergency"),
+    [
+        ("the chair in bay 8 has a broken leg, it's wobbly, we moved it aside", False),
+        ("a guy fell off the bar stool and has a broken leg", True),
+        ("she's got a broken arm from the ricochet", True),
+        ("customer says she's trapped in the booking flow, pay bounces her to the start", False),
+        ("kid trapped in the storage room, door jammed", True),
+        ("customer trapped in the bay 3 screen enclosure, can't get out", True),
+        ("bay 4 is on fire tonight, everyone's hitting bombs", False),
+        ("guy hitting in bay 3 and the net is on fire", True),
+        ("our bartender is on fire tonight, his shirt caught the candle", True),
+        ("Is this caption ok? 'Our prices will give you a heart attack'", False),
+        ("we passed out flyers at the expo all afternoon", False),
+        ("TikTok says we're a death trap for your wallet, reply with something light", False),
+        ("the mezzanine railing is a death trap, it's hanging off the wall", False),
+    ],
+)
+def test_keywords_in_another_sense_and_in_their_own(text, emergency):
+    assert (emergency_match(text, route_catalog_get()) is not None) is emergency
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "reply to that email later, right now a customer had a heart attack in bay 4",
+        "post that we're closing early, a guest passed out by the bar and won't come round",
+        "power cut here, a regular is on a portable oxygen concentrator and its battery is low",
+    ],
+)
+def test_a_heart_attack_passing_out_and_oxygen_are_read_literally(text):
+    decision = decide(text)
+    assert decision.route.is_emergency or decision.possible_emergency
+
+
+def test_oxygen_is_a_medical_keyword_no_classifier_talks_down():
+    text = "Power cut ten minutes ago. A regular in the lounge is on oxygen and it's beeping low."
+    assert decide(text).route.is_emergency
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fi\u200bre in bay 3",
+        "smo\u00adke in the hallway",
+        "\ufeffsomeone is bleed\u200ding",
+        "fire\u200bin\u200bbay\u200b3",
+        "man\u200bdown\u200bbay\u200b2",
+        "smoke\u2060coming\u2060out\u2060of\u2060the\u2060panel",
+        "f\u0456re in bay 3",
+        "sm\u043eke in the hall",
+    ],
+)
+def test_invisible_characters_and_look_alike_letters_do_not_hide_a_keyword(text):
+    assert emergency_match(text, route_catalog_get()) is not None
+
+
+def test_invisible_characters_do_not_change_what_the_classifier_reads():
+    from routing.classifier import normalise
+
+    assert normalise("TrackMan fro\u00adzen in b\u0430y 3") == normalise("TrackMan frozen in bay 3")
+    assert normalise("TrackMan\u200bfrozen") == normalise("TrackMan frozen")
+
+
+def test_a_writer_who_says_nobody_is_in_danger_is_never_paged_by_the_classifier_alone():
+    from routing.strategies.rules import reassured
+
+    text = (
+        "The motion-sensor lights in the toilet corridor keep switching off while people are"
+        " still in there. Not dangerous, just annoying, can the timeout be extended?"
+    )
+    assert reassured(text)
+    assert not reassured("not urgent maybe, but the floor is soaked and water is at the outlet")
+    decision = decide(text)
+    assert not decision.route.is_emergency
+    assert decision.possible_emergency is True
+
+
+def test_a_database_migrated_before_the_ninth_pass_gets_its_keywords_and_lines():
+    migration = importlib.import_module("routing.migrations.0012_ninth_pass")
+    emergency = Route.objects.get(slug="emergency")
+    tech = Route.objects.get(slug="tech")
+    casing = {k.casefold() for k in migration.CASING}
+    oxygen = {k.casefold() for k in migration.OXYGEN}
+    # As 0011 left a database: the loose keyword, no oxygen, none of the ninth pass's lines...
+    gone = [" ".join(r["text"].split()) for r in _rows("learned/alarm_reports.jsonl")]
+    emergency.keywords = "\n".join(
+        [*(k for k in emergency.keyword_list if k.casefold() not in casing | oxygen), "casing the"]
+    )
+    emergency.utterances = "\n".join(u for u in emergency.utterance_list if u not in gone)
+    emergency.save()
+    tech.utterances = "\n".join(u for u in tech.utterance_list if u not in gone)
+    # ...and an admin had re-labelled one of those emergencies to TechSupport.
+    relabelled = next(
+        " ".join(r["text"].split())
+        for r in _rows("learned/alarm_reports.jsonl")
+        if r["route"] == "emergency"
+    )
+    tech.utterances += "\n" + relabelled
+    tech.save()
+    assert emergency_match("No smell or smoke, case just feels warm", route_catalog_get())
+
+    migration.ninth_pass(django_apps, None)
+    once = {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()}
+    migration.ninth_pass(django_apps, None)
+
+    assert {r.slug: (r.keywords, r.utterances) for r in Route.objects.all()} == once
+    emergency.refresh_from_db()
+    keywords = {k.casefold() for k in emergency.keyword_list}
+    assert "casing the" not in keywords and casing | oxygen <= keywords
+    assert relabelled not in emergency.utterance_list
+    assert set(gone) - {relabelled} <= set(
+        emergency.utterance_list
+        + Route.objects.get(slug="tech").utterance_list
+        + Route.objects.get(slug="booking").utterance_list
+        + Route.objects.get(slug="brand").utterance_list
+    )
+    catalog = route_catalog_get()
+    assert emergency_match("No smell or smoke, case just feels warm", catalog) is None
+    assert emergency_match("two guys casing the car park with a torch at 3am", catalog)
+
+
+# Real emergencies a hostile review of the ninth pass wrote against its own guards (alarm
+# explanations, reassurance, hot streaks, furniture, software, invisible characters). Each
+# reached Emergency before the pass; the first draft of it sent them elsewhere.
+NINTH_PASS_REVIEW = [
+    "tornado sirens going off, it was not a test, take cover",
+    "the group in bay 8 is on fire, their drives set the net alight",
+    "bay 12 is on fire, the booked party is trapped in the back of the bay",
+    "Door controller glitched after the software update, kid trapped in the checkout area cage",
+    "tech question: can the TrackMan be paused, there's a broken leg near the stool and we need the floor clear",
+    "Booking for bay 3 needs to be moved, broken arm from the chair in bay 3, he's holding it and crying",
+    "Leak sensor in bay 2 says wet, it was the pipe over the sim PC, water is running into the projector and the power bar",
+    "server room temp alert, turned out the AC died and the rack is hot and popping",
+    "the alarm system app sent an alert, it was the back door, there's a guy in a mask in the storage room",
+    "It's not a safety issue for the guests but our bartender is lying on the floor behind the bar and his lips look purple",
+    "Nobody in danger from the projector, but the old man in bay 3 is grey, sweating, and says his left arm feels heavy",
+    "No danger to customers. A staff member is lying in the walk-in freezer and won't answer",
+    "No one is in danger of getting hit, but the lady in bay 6 suddenly can't speak properly and half her face looks off",
+    "the screen isn't dangerous, but the guy who stood under it is lying there and his eyes are open but he's not answering",
+    "Not a hazard anymore, but the guest who touched it is lying on the floor twitching",
+    "Nothing dangerous in the bay, but a guy out in the parking lot is lying face down next to his car",
+    "no safety issue with the sim, but our manager just went pale, dropped to the floor and isn't answering",
+    "not dangerous he says, but the man's speech is garbled and he can't lift his right arm",
+    "Nobody is in danger he says, while he's waving a machete around in the lot",
+    "Not dangerous? a man is standing in the lot pointing a rifle at the building",
+    "Not a safety thing probably, but a customer has been locked in the bathroom for an hour and isn't answering the door",
+    "I was told it's not unsafe, but a woman's been sitting in her car in our lot with the engine running in the closed garage for an hour and isn't moving",
+    "no one's in danger, he's just sleeping it off on the floor, but he's snoring weird and we can't wake him",
+    "It's not dangerous, just annoying, but I think the kid ate one of the vape pods from the lost and found and is drowsy",
+    "Not a hazard, the water's only an inch deep but it's reached the power strip under bay 2 and it's crackling",
+    "The tornado sirens are sounding, it was on the radio too, get away from the windows",
+    "co alarm is reading high, turned out the exhaust is backing into bay 1, kid is sleepy and won't wake properly",
+    "bay 5 is on fire, the party booked for 8 is still inside",
+    "broken leg from a stool fall in bay 3, TrackMan still running, please pause the session",
+    "send police, it was the customer in bay 2, he has the manager pinned against the wall",
+    "fire alarm going off, it was the bay 3 projector, the ceiling tiles above it are glowing",
+    "detector going off whenever the kitchen oven runs, now the oven door is glowing and won't close",
+    "fire\u200bin\u200bbay\u200b3",
+    "there\u2060is\u2060a\u2060fire\u2060in\u2060the\u2060kitchen",
+    "someone\u200bcollapsed\u200bin\u200bbay\u200b4",
+    "man\u200bdown\u200bbay\u200b2",
+    "blood\u200beverywhere",
+    "smoke\u2060coming\u2060out\u2060of\u2060the\u2060panel",
+]
+# ...and three whose emergency is in a sentence with no keyword after a long request: one
+# tap away.
+NINTH_PASS_REVIEW_FLAGGED = [
+    "Please refund the Hendersons for bay 2 tonight and rebook them for Friday at 7 with the league rate, send the receipt to their email, sorry about the accident. The man is not moving and his eyes are closed.",
+    "Bay 3 projector needs a new lamp, bay 5 TrackMan needs calibration, bay 7 screen has a tear, bay 2 had a leak. A woman there is face down on the wet floor and not reacting.",
+    "need police at bay 4, it was the same guy from the booking dispute, he threw his driver at my head",
+]
+
+
+@pytest.mark.parametrize("text", NINTH_PASS_REVIEW)
+def test_real_emergencies_from_the_ninth_pass_review_reach_emergency(text):
+    assert decide(text).route.is_emergency
+
+
+@pytest.mark.parametrize("text", NINTH_PASS_REVIEW_FLAGGED)
+def test_buried_emergencies_from_the_ninth_pass_review_are_one_tap_away(text):
+    decision = decide(text)
+    assert decision.route.is_emergency or decision.possible_emergency
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "motion alarm went off overnight, turned out it was a balloon from the party drifting",
+        "the fire alarm went off at 3am, it was the cleaner's steam mop, all fine now",
+        "a bird is trapped in the rafters above bay 5, it keeps flying into the screen",
+        "air bubble trapped under the impact screen, it's warping the image",
+        "customer feels trapped in his annual membership contract, wants to cancel",
+        "I'll have a heart attack if the TrackMan crashes again during league",
+        "the oxygen tank prop for the scuba themed party needs to be returned",
+        "passed out the wristbands to the birthday group",
+    ],
+)
+def test_harmless_messages_from_the_ninth_pass_review_are_not_forced(text):
+    assert emergency_match(text, route_catalog_get()) is None
