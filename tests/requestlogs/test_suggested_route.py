@@ -54,7 +54,7 @@ def test_no_hint_when_the_classifier_agrees_or_the_route_was_auto(api_client, ro
 
 
 def test_no_hint_when_the_classifier_is_unsure(api_client, routes, trained):
-    text = "the quibbletron made a noise"
+    text = "blorp zing wibble"
     probabilities = strategy_get("local").route_probabilities(text, route_catalog_get())
     assert max(probabilities.values()) < SUGGEST_MIN_CONFIDENCE
     chosen = min(probabilities, key=probabilities.__getitem__)
